@@ -1,0 +1,231 @@
+"""Turn an Airflow connection's fields into a validated client configuration.
+
+Validation happens here, before the first request, so a typo in a connection fails with
+an error that names the connection and the field instead of a 404 from a wrong URL.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from airflow_provider_recordings.core.errors import PostHogConfigError
+
+DEFAULT_HOST = "https://us.posthog.com"
+
+#: PostHog's list-endpoint budgets per plan: (per minute, per hour).
+LIST_PLANS: dict[str, tuple[int, int]] = {
+    "free": (12, 60),
+    "paid": (60, 300),
+    "enterprise": (100, 400),
+}
+
+_PROJECT_ID = re.compile(r"^[0-9]+$")
+_HOST_CHARS = re.compile(r"^[A-Za-z0-9.\-\[\]:]+$")
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """Client-side budgets, mirroring PostHog's per-key limits on the recordings endpoints.
+
+    ``time_scale`` shrinks every window (a "minute" lasts ``60 / time_scale`` seconds);
+    it exists so tests and demos can run an hour of budget in seconds against the
+    emulator, and is 1 for a real PostHog.
+    """
+
+    per_minute: int = 240
+    per_hour: int = 1200
+    list_per_minute: int = 12
+    list_per_hour: int = 60
+    time_scale: float = 1.0
+
+    def windows(self, kind: str) -> list[tuple[int, float]]:
+        """The (limit, window seconds) pairs a call of ``kind`` ("list" or other) must fit."""
+        minute, hour = 60.0 / self.time_scale, 3600.0 / self.time_scale
+        found = [(self.per_minute, minute), (self.per_hour, hour)]
+        if kind == "list":
+            found += [(self.list_per_minute, minute), (self.list_per_hour, hour)]
+        return found
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Everything the client needs to talk to one PostHog project."""
+
+    base_url: str
+    project_id: str
+    api_key: str = field(repr=False)
+    rate_limits: RateLimits = field(default_factory=RateLimits)
+    max_retry_wait: float = 300.0
+    max_attempts: int = 6
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    bulk_delete_chunk_size: int = 100
+    conn_id: str = "posthog_default"
+
+    @property
+    def project_path(self) -> str:
+        """Path prefix of every recordings endpoint for this project."""
+        return f"/api/projects/{self.project_id}/session_recordings/"
+
+    @property
+    def origin(self) -> tuple[str, str, int]:
+        """(scheme, host, port) that every URL the client follows must share."""
+        return origin_of(self.base_url)
+
+
+def origin_of(url: str) -> tuple[str, str, int]:
+    """Scheme, lower-cased host and explicit-or-default port of a URL."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def normalize_base_url(host: str | None, *, schema: str | None = None, port: int | None = None) -> str:
+    """Build the base URL from the connection's host field.
+
+    Empty means PostHog US cloud; a bare host name gets ``https://`` (or the connection's
+    schema). A path is kept for self-hosted installs served under a prefix.
+    """
+    raw = (host or "").strip()
+    if not raw:
+        return DEFAULT_HOST
+    if "://" not in raw:
+        raw = f"{(schema or 'https').strip().lower()}://{raw}"
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"scheme must be http or https, got {parts.scheme!r}")
+    if not parts.hostname or not _HOST_CHARS.match(parts.netloc.rsplit("@", 1)[-1]):
+        raise ValueError(f"{host!r} is not a valid host name or URL")
+    if parts.username or parts.password:
+        raise ValueError("credentials do not belong in the host; put the API key in the password field")
+    if parts.query or parts.fragment:
+        raise ValueError("the host must not carry a query string or fragment")
+    try:
+        explicit_port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"invalid port in {host!r}") from exc
+    netloc = parts.netloc
+    if port and explicit_port is None:
+        netloc = f"{netloc}:{int(port)}"
+    return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def _extra_dict(extra: str | Mapping[str, Any] | None) -> dict[str, Any]:
+    if not extra:
+        return {}
+    if isinstance(extra, Mapping):
+        return dict(extra)
+    try:
+        loaded = json.loads(extra)
+    except ValueError as exc:
+        raise ValueError("extra is not valid JSON") from exc
+    if not isinstance(loaded, dict):
+        raise ValueError("extra must be a JSON object")
+    return loaded
+
+
+def _get_extra(extra: Mapping[str, Any], name: str) -> Any:
+    """Read an extra, accepting the ``extra__posthog__<name>`` form older UIs store."""
+    for key in (name, f"extra__posthog__{name}"):
+        value = extra.get(key)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def _positive_number(extra: Mapping[str, Any], name: str, default: float, *, integer: bool) -> Any:
+    value = _get_extra(extra, name)
+    if value is None:
+        return default
+    try:
+        number = int(value) if integer else float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"extra.{name} must be a positive number, got {value!r}") from None
+    if number <= 0:
+        raise ValueError(f"extra.{name} must be a positive number, got {value!r}")
+    return number
+
+
+def build_client_config(
+    *,
+    conn_id: str,
+    host: str | None,
+    password: str | None,
+    extra: str | Mapping[str, Any] | None,
+    schema: str | None = None,
+    port: int | None = None,
+) -> ClientConfig:
+    """Validate a connection's fields and return the client configuration.
+
+    Every problem becomes a :class:`PostHogConfigError` naming the connection id and the
+    field, raised before any request is made.
+    """
+
+    def fail(field_name: str, problem: str) -> PostHogConfigError:
+        return PostHogConfigError(f"PostHog connection {conn_id!r}: {field_name}: {problem}")
+
+    try:
+        base_url = normalize_base_url(host, schema=schema, port=port)
+    except ValueError as exc:
+        raise fail("host", str(exc)) from None
+
+    api_key = (password or "").strip()
+    if not api_key:
+        raise fail(
+            "password", "the personal API key is empty (create one in PostHog: Settings > Personal API keys)"
+        )
+    if any(ch.isspace() for ch in api_key):
+        raise fail("password", "the personal API key contains white space")
+
+    try:
+        extras = _extra_dict(extra)
+    except ValueError as exc:
+        raise fail("extra", str(exc)) from None
+
+    project_id = str(_get_extra(extras, "project_id") or "").strip()
+    if not project_id:
+        raise fail("extra.project_id", "is required (the numeric id of the PostHog project)")
+    if not _PROJECT_ID.match(project_id):
+        raise fail("extra.project_id", f"must be a number, got {project_id!r}")
+
+    try:
+        rate_limits = _rate_limits(extras)
+        config = ClientConfig(
+            base_url=base_url,
+            project_id=project_id,
+            api_key=api_key,
+            rate_limits=rate_limits,
+            max_retry_wait=_positive_number(extras, "max_retry_wait", 300.0, integer=False),
+            max_attempts=_positive_number(extras, "max_attempts", 6, integer=True),
+            connect_timeout=_positive_number(extras, "connect_timeout", 10.0, integer=False),
+            read_timeout=_positive_number(extras, "read_timeout", 60.0, integer=False),
+            bulk_delete_chunk_size=min(
+                100, _positive_number(extras, "bulk_delete_chunk_size", 100, integer=True)
+            ),
+            conn_id=conn_id,
+        )
+    except ValueError as exc:
+        message = str(exc)
+        field_name = message.split(" ", 1)[0] if message.startswith("extra.") else "extra"
+        raise fail(field_name, message.split(" ", 1)[1] if field_name != "extra" else message) from None
+    return config
+
+
+def _rate_limits(extras: Mapping[str, Any]) -> RateLimits:
+    plan = str(_get_extra(extras, "list_rate_plan") or "free").lower()
+    if plan not in LIST_PLANS:
+        raise ValueError(f"extra.list_rate_plan must be one of {sorted(LIST_PLANS)}, got {plan!r}")
+    list_minute, list_hour = LIST_PLANS[plan]
+    return RateLimits(
+        per_minute=_positive_number(extras, "rate_limit_per_minute", 240, integer=True),
+        per_hour=_positive_number(extras, "rate_limit_per_hour", 1200, integer=True),
+        list_per_minute=_positive_number(extras, "list_rate_limit_per_minute", list_minute, integer=True),
+        list_per_hour=_positive_number(extras, "list_rate_limit_per_hour", list_hour, integer=True),
+        time_scale=_positive_number(extras, "rate_limit_time_scale", 1.0, integer=False),
+    )

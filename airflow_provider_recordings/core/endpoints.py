@@ -1,0 +1,181 @@
+"""Requests for each recordings endpoint, and the endpoint-specific meaning of answers.
+
+Field validation lives here so that bad input fails before the first request, whichever
+driver sends it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_recordings.core.errors import (
+    PostHogApiError,
+    PostHogConfigError,
+    PostHogNotFoundError,
+    PostHogPermissionError,
+)
+from airflow_provider_recordings.core.protocol import ApiRequest, recording_path
+
+#: Query parameters the list endpoint accepts; anything else PostHog rejects with a 400.
+LIST_PARAMS: frozenset[str] = frozenset(
+    {
+        "limit", "offset", "after", "date_from", "date_to", "person_uuid", "distinct_ids",
+        "session_ids", "order", "order_direction", "filter_test_accounts", "properties",
+        "events", "actions", "operand", "kind", "hide_viewed_recordings",
+        "console_log_filters", "having_predicates", "filter_group", "user_modified_filters",
+    }
+)  # fmt: skip
+
+#: Fields PATCH accepts: the live service's and the published document's.
+LIVE_UPDATE_FIELDS: dict[str, tuple[type, ...]] = {
+    "viewed": (bool,),
+    "analyzed": (bool,),
+    "player_metadata": (dict, list, str, int, float, bool),
+}
+PUBLISHED_UPDATE_FIELDS: dict[str, tuple[type, ...]] = {"person": (dict, str, int)}
+UPDATE_FIELDS = {**LIVE_UPDATE_FIELDS, **PUBLISHED_UPDATE_FIELDS}
+
+BULK_DELETE_MAX = 100
+OLD_BULK_DELETE_MAX = 20
+
+
+def validate_list_params(params: Mapping[str, Any]) -> None:
+    """Refuse names PostHog would reject, before spending a scarce list call on a 400."""
+    unknown = sorted(set(params) - LIST_PARAMS)
+    if unknown:
+        hint = (
+            " (PostHog has no singular 'distinct_id'; use 'distinct_ids')" if "distinct_id" in unknown else ""
+        )
+        raise PostHogConfigError(
+            f"unknown list filter(s) {unknown}{hint}; accepted: {', '.join(sorted(LIST_PARAMS))}"
+        )
+
+
+def validate_update_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a PATCH body against the fields PostHog reads; return it as a plain dict.
+
+    The live service ignores everything but ``viewed``, ``analyzed`` and
+    ``player_metadata`` and answers 400 unless ``viewed`` or ``analyzed`` is true;
+    the published document's ``person`` is accepted for servers that follow it.
+    """
+    if not isinstance(fields, Mapping) or not fields:
+        raise PostHogConfigError(
+            f"update must be a non-empty dict of fields; allowed: {sorted(UPDATE_FIELDS)}"
+        )
+    unknown = sorted(set(fields) - set(UPDATE_FIELDS))
+    if unknown:
+        raise PostHogConfigError(f"unknown update field(s) {unknown}; allowed: {sorted(UPDATE_FIELDS)}")
+    for name, value in fields.items():
+        if not isinstance(value, UPDATE_FIELDS[name]):
+            expected = " or ".join(t.__name__ for t in UPDATE_FIELDS[name])
+            raise PostHogConfigError(f"update field {name!r} must be {expected}, got {value!r}")
+    live = set(fields) & set(LIVE_UPDATE_FIELDS)
+    if (
+        live
+        and "person" not in fields
+        and not (fields.get("viewed") is True or fields.get("analyzed") is True)
+    ):
+        raise PostHogConfigError(
+            "PostHog only applies an update that sets 'viewed' or 'analyzed' to true "
+            f"(it answers 400 otherwise); got {dict(fields)!r}"
+        )
+    return dict(fields)
+
+
+def validate_recording_ids(recording_ids: Iterable[Any]) -> list[str]:
+    """Return the ids in order without repeats, refusing anything that is not a usable id."""
+    if isinstance(recording_ids, str | bytes):
+        raise PostHogConfigError("recording_ids must be a list of ids, not a single string")
+    ordered: dict[str, None] = {}
+    for recording_id in recording_ids:
+        recording_path(recording_id)
+        ordered[recording_id] = None
+    return list(ordered)
+
+
+def retrieve(recording_id: str) -> ApiRequest:
+    return ApiRequest("GET", recording_path(recording_id))
+
+
+def update(recording_id: str, fields: Mapping[str, Any]) -> ApiRequest:
+    return ApiRequest("PATCH", recording_path(recording_id), json_body=validate_update_fields(fields))
+
+
+def delete(recording_id: str) -> ApiRequest:
+    return ApiRequest("DELETE", recording_path(recording_id))
+
+
+def bulk_delete(recording_ids: list[str]) -> ApiRequest:
+    return ApiRequest("POST", "bulk_delete/", json_body={"session_recording_ids": list(recording_ids)})
+
+
+def get_sharing(recording_id: str) -> ApiRequest:
+    return ApiRequest("GET", recording_path(recording_id, "sharing/"))
+
+
+def set_sharing(recording_id: str, enabled: bool) -> ApiRequest:
+    if not isinstance(enabled, bool):
+        raise PostHogConfigError(f"enabled must be true or false, got {enabled!r}")
+    return ApiRequest("PATCH", recording_path(recording_id, "sharing/"), json_body={"enabled": enabled})
+
+
+def bulk_delete_unsupported(exc: PostHogApiError) -> bool:
+    """Whether a bulk-delete failure means "use single deletes" rather than a real error.
+
+    The live service refuses the action to personal API keys (403), and older or
+    self-hosted servers lack it (404 or 405).
+    """
+    if isinstance(exc, PostHogNotFoundError) or exc.status == 405:
+        return True
+    return isinstance(exc, PostHogPermissionError) and "personal api key" in (exc.detail or "").lower()
+
+
+@dataclass
+class DeleteSummary:
+    """What a batch of deletes achieved.
+
+    ``gone`` lists every id that no longer exists afterwards. ``deleted`` counts what the
+    server says this call removed; ``already_gone`` what it says did not exist (a 404,
+    or the shortfall of a bulk delete's ``deleted_count``, which does not say which ids).
+    """
+
+    requested: int = 0
+    gone: list[str] = field(default_factory=list)
+    deleted: int = 0
+    already_gone: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def add(self, other: DeleteSummary) -> None:
+        self.requested += other.requested
+        self.gone.extend(other.gone)
+        self.deleted += other.deleted
+        self.already_gone += other.already_gone
+        self.failed.update(other.failed)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requested": self.requested,
+            "deleted": self.deleted,
+            "already_gone": self.already_gone,
+            "failed": len(self.failed),
+            "failed_ids": sorted(self.failed)[:100],
+        }
+
+
+def reconcile_bulk_delete(chunk: list[str], data: Any) -> DeleteSummary:
+    """Read ``{"deleted_count", "total_requested", "failed_ids"}`` for one chunk."""
+    data = data if isinstance(data, dict) else {}
+    failed_ids = {str(i) for i in data.get("failed_ids") or []} & set(chunk)
+    gone = [i for i in chunk if i not in failed_ids]
+    reported = data.get("deleted_count")
+    deleted = int(reported) if isinstance(reported, int) else len(gone)
+    deleted = max(0, min(deleted, len(gone)))
+    return DeleteSummary(
+        requested=len(chunk),
+        gone=gone,
+        deleted=deleted,
+        already_gone=len(gone) - deleted,
+        failed=dict.fromkeys(sorted(failed_ids), "PostHog listed it in failed_ids"),
+    )

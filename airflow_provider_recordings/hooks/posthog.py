@@ -1,0 +1,455 @@
+"""The PostHog hook: connection, authentication, pagination, retries and rate limiting.
+
+The hook is a thin synchronous driver (``requests``) of the sans-I/O core in
+:mod:`airflow_provider_recordings.core`: the core builds each request and says what
+each answer means; the hook sends bytes, sleeps when told to, and counts what it spent.
+
+Example::
+
+    hook = PostHogHook(posthog_conn_id="posthog_default")
+    for recording in hook.iter_recordings(date_from="-30d", distinct_ids=["user-1"]):
+        print(recording["id"], recording["end_time"])
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseHook
+
+from airflow_provider_recordings.core import endpoints
+from airflow_provider_recordings.core.config import ClientConfig, build_client_config
+from airflow_provider_recordings.core.endpoints import DeleteSummary
+from airflow_provider_recordings.core.errors import (
+    PostHogApiError,
+    PostHogBadRequestError,
+    PostHogBudgetExhaustedError,
+    PostHogError,
+    PostHogNotFoundError,
+    PostHogRateLimitError,
+    PostHogRecordingApiFailure,
+    PostHogTransportError,
+)
+from airflow_provider_recordings.core.pagination import DEFAULT_PAGE_SIZE, RecordingPager
+from airflow_provider_recordings.core.parallel import run_each
+from airflow_provider_recordings.core.protocol import LIST, ApiRequest, interpret, request_headers
+from airflow_provider_recordings.core.ratelimit import RateLimiter, acquire
+from airflow_provider_recordings.core.retry import RetryPolicy
+from airflow_provider_recordings.core.stats import CallStats
+
+if TYPE_CHECKING:
+    import requests
+
+#: Called once per finished id: (id, "deleted" | "already_gone" | "failed", reason or None).
+DeleteCallback = Callable[[str, str, str | None], None]
+
+
+@dataclass
+class _Client:
+    """Everything built from the connection, created once per hook on first use."""
+
+    config: ClientConfig
+    session: requests.Session
+    limiter: RateLimiter
+    policy: RetryPolicy
+
+
+class PostHogHook(BaseHook):
+    """Talk to PostHog's session recordings API for one project.
+
+    :param posthog_conn_id: Airflow connection of type ``posthog``: host = base URL
+        (empty for ``https://us.posthog.com``), password = personal API key, extra
+        ``project_id`` (required) and optional rate-limit settings.
+    :param page_size: ``limit`` asked for on list calls. List calls have the scarcest
+        budget (60 an hour on PostHog's free plan), so pages are large; servers that
+        clamp it silently are handled.
+    :param max_retry_wait: longest wait (seconds) the hook sleeps for a retry or the
+        rate limiter; a longer one raises :class:`PostHogRateLimitError` with the wait.
+        Defaults to the connection's ``max_retry_wait`` extra, else 300.
+    :param max_api_calls: stop with :class:`PostHogBudgetExhaustedError` once this many
+        HTTP requests were sent by this hook (a per-run budget).
+    :param retry_policy: override the retry policy (tests inject a seeded one).
+    :param sleep: function used to wait (tests inject one that records instead).
+    :param clock: monotonic clock used by the rate limiter.
+    :param rate_limiter: share one limiter between several hooks of one process.
+
+    The hook is safe to share between the threads of one task: one ``requests.Session``
+    (connection pool sized for parallel work), one rate limiter and one set of counters.
+    """
+
+    conn_name_attr = "posthog_conn_id"
+    default_conn_name = "posthog_default"
+    conn_type = "posthog"
+    hook_name = "PostHog"
+
+    def __init__(
+        self,
+        posthog_conn_id: str = default_conn_name,
+        *,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        max_retry_wait: float | None = None,
+        max_api_calls: int | None = None,
+        retry_policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rate_limiter: RateLimiter | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if page_size < 1:
+            raise ValueError(f"page_size must be at least 1, got {page_size}")
+        self.posthog_conn_id = posthog_conn_id
+        self.page_size = page_size
+        self.max_api_calls = max_api_calls
+        self.stats = CallStats()
+        self._max_retry_wait = max_retry_wait
+        self._retry_policy = retry_policy
+        self._rate_limiter = rate_limiter
+        self._sleep = sleep
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._client_state: _Client | None = None
+        self._bulk_delete_supported: bool | None = None
+        self._bulk_chunk_size: int | None = None
+
+    # -- Connection --------------------------------------------------------------------
+
+    @property
+    def config(self) -> ClientConfig:
+        """The validated connection settings (read once; raises before any request)."""
+        return self._client().config
+
+    def _client(self) -> _Client:
+        with self._lock:
+            if self._client_state is None:
+                self._client_state = self._build_client()
+            return self._client_state
+
+    def _build_client(self) -> _Client:
+        import requests
+        from requests.adapters import HTTPAdapter
+
+        conn = self.get_connection(self.posthog_conn_id)
+        config = build_client_config(
+            conn_id=self.posthog_conn_id,
+            host=conn.host,
+            password=conn.password,
+            extra=conn.extra_dejson,
+            schema=conn.schema,
+            port=conn.port,
+        )
+        _mask(config.api_key)
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=32, max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        policy = self._retry_policy or RetryPolicy(max_attempts=config.max_attempts)
+        policy.max_wait = self.max_retry_wait(config)
+        limiter = self._rate_limiter or RateLimiter(config.rate_limits, clock=self._clock)
+        return _Client(config=config, session=session, limiter=limiter, policy=policy)
+
+    def max_retry_wait(self, config: ClientConfig | None = None) -> float:
+        """Longest single wait this hook sleeps (argument, else the connection's extra)."""
+        if self._max_retry_wait is not None:
+            return float(self._max_retry_wait)
+        return (config or self.config).max_retry_wait
+
+    @property
+    def limiter(self) -> RateLimiter:
+        return self._client().limiter
+
+    # -- Transport ---------------------------------------------------------------------
+
+    def send(self, request: ApiRequest) -> Any:
+        """Send one request with retries, rate limiting and counting; return the decoded body."""
+        from tenacity import Retrying
+
+        client = self._client()
+        retrying = Retrying(
+            sleep=self._sleep,
+            before_sleep=lambda state: self._before_retry(request, state),
+            **client.policy.tenacity_kwargs(),
+        )
+        return retrying(self._attempt, client, request)
+
+    def _attempt(self, client: _Client, request: ApiRequest) -> Any:
+        import requests
+
+        if self.max_api_calls is not None and self.stats.requests >= self.max_api_calls:
+            raise PostHogBudgetExhaustedError(
+                f"this task's call budget (max_api_calls={self.max_api_calls}) is spent"
+            )
+        waited = acquire(client.limiter, request.kind, sleep=self._sleep, max_wait=client.policy.max_wait)
+        if waited:
+            self.stats.waited(waited)
+        self.stats.count("requests")
+        self.stats.count(f"kind:{request.method} {request.kind}")
+        config = client.config
+        try:
+            response = client.session.request(
+                request.method,
+                request.target(config),
+                json=request.json_body,
+                headers=request_headers(config, request.json_body is not None),
+                timeout=(config.connect_timeout, config.read_timeout),
+                allow_redirects=False,
+            )
+            body = response.content
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+            raise PostHogTransportError(
+                f"{request.describe(config)}: no answer ({type(exc).__name__})"
+            ) from None
+        if response.status_code == 429:
+            self.stats.count("throttled")
+        return interpret(request, config, response.status_code, response.headers, body)
+
+    def _before_retry(self, request: ApiRequest, state: Any) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        self.stats.count("retries")
+        client = self._client()
+        if isinstance(exc, PostHogRateLimitError):
+            client.limiter.pause(wait)
+        self.log.warning(
+            "%s failed (attempt %d of %d); retrying in %.1f s: %s",
+            request.describe(client.config),
+            state.attempt_number,
+            client.policy.max_attempts,
+            wait,
+            exc,
+        )
+
+    # -- Recordings --------------------------------------------------------------------
+
+    def iter_recordings(self, **params: Any) -> Iterator[dict[str, Any]]:
+        """Yield every recording matching the list parameters, page by page, each once.
+
+        Parameters are PostHog's list filters (``date_from``, ``date_to``,
+        ``distinct_ids``, ``session_ids``, ``person_uuid``, ``order``, ...); lists are
+        sent as JSON arrays. Note PostHog's default window: without ``date_from`` the
+        server only returns recordings that started in the last three days
+        (``date_from=-3d``); explicit ``session_ids`` bypass the window.
+        Passing ``offset`` selects offset pagination; otherwise the server's cursor is
+        used, which stays correct while recordings are deleted between pages.
+        """
+        endpoints.validate_list_params(params)
+        pager = RecordingPager(self.config, params, page_size=self.page_size)
+        request: ApiRequest | None = pager.first_request()
+        while request is not None:
+            rows, request = pager.feed(self.send(request))
+            yield from rows
+
+    def get_recording(self, recording_id: str) -> dict[str, Any]:
+        """Retrieve one recording (raises :class:`PostHogNotFoundError` when it is gone)."""
+        return self.send(endpoints.retrieve(recording_id))
+
+    def update_recording(self, recording_id: str, **fields: Any) -> dict[str, Any]:
+        """PATCH a recording. Fields are checked before the request.
+
+        The live service reads ``viewed``, ``analyzed`` and ``player_metadata`` and needs
+        ``viewed`` or ``analyzed`` to be true; the published document's ``person`` is
+        accepted too. Returns PostHog's answer (``{"success": true}`` on the live
+        service, the recording on servers that follow the published document).
+        """
+        return self.send(endpoints.update(recording_id, fields)) or {}
+
+    def delete_recording(self, recording_id: str) -> None:
+        """Delete one recording permanently. Idempotent: 204 and 404 both mean gone."""
+        try:
+            self.send(endpoints.delete(recording_id))
+        except PostHogNotFoundError:
+            pass
+
+    def delete_recordings(
+        self,
+        recording_ids: Iterable[str],
+        *,
+        max_workers: int = 1,
+        on_result: DeleteCallback | None = None,
+    ) -> DeleteSummary:
+        """Delete many recordings: bulk (100 per call) where allowed, one by one otherwise.
+
+        PostHog refuses ``bulk_delete`` to personal API keys (403) and older servers lack
+        it (404/405); the first such answer switches this hook to single deletes for the
+        rest of its life. A failure that concerns one id (a 500 ``recording_api_failure``,
+        an error that outlived its retries) fails that id only. Errors that concern the
+        whole run (authentication, a rate-limit wait over the cap, a spent call budget)
+        stop it and are raised; ``on_result`` has then seen every id that finished.
+        """
+        ids = endpoints.validate_recording_ids(recording_ids)
+        summary = DeleteSummary()
+        report = on_result or (lambda *_: None)
+
+        def record(part: DeleteSummary, chunk: list[str]) -> None:
+            summary.add(part)
+            for recording_id in chunk:
+                if recording_id in part.failed:
+                    report(recording_id, "failed", part.failed[recording_id])
+                elif recording_id in part.gone:
+                    report(
+                        recording_id,
+                        "already_gone" if part.deleted == 0 and part.already_gone else "deleted",
+                        None,
+                    )
+
+        remaining = (
+            self._bulk_delete(ids, record, max_workers) if self._bulk_delete_supported is not False else ids
+        )
+        if remaining:
+            self._single_deletes(remaining, record, max_workers)
+        return summary
+
+    def _bulk_delete(
+        self, ids: list[str], record: Callable[[DeleteSummary, list[str]], None], max_workers: int
+    ) -> list[str]:
+        """Delete in chunks; return the ids left for single deletes if bulk is refused."""
+        done: set[str] = set()
+        chunk_size = self._bulk_chunk_size or self.config.bulk_delete_chunk_size
+        chunks = [ids[i : i + chunk_size] for i in range(0, len(ids), chunk_size)]
+        if self._bulk_delete_supported is None and chunks:
+            # Probe with the first chunk alone so a refusal costs one call, not max_workers.
+            first = chunks.pop(0)
+            try:
+                record(self._bulk_chunk(first), first)
+            except PostHogApiError as exc:
+                if endpoints.bulk_delete_unsupported(exc):
+                    self._bulk_delete_supported = False
+                    self.log.info("Bulk delete is not available here (%s); deleting one by one.", exc)
+                    return ids
+                raise
+            done.update(first)
+            self._bulk_delete_supported = True
+
+        def finished(chunk: list[str], part: DeleteSummary | None, exc: BaseException | None) -> None:
+            if exc is not None:
+                part = DeleteSummary(requested=len(chunk), failed=dict.fromkeys(chunk, str(exc)))
+            assert part is not None
+            record(part, chunk)
+
+        run_each(chunks, self._bulk_chunk, finished, max_workers=max_workers)
+        return []
+
+    def _bulk_chunk(self, chunk: list[str]) -> DeleteSummary:
+        try:
+            data = self.send(endpoints.bulk_delete(chunk))
+        except PostHogBadRequestError:
+            if len(chunk) <= endpoints.OLD_BULK_DELETE_MAX:
+                raise
+            # Older servers take at most 20 ids per call.
+            self._bulk_chunk_size = endpoints.OLD_BULK_DELETE_MAX
+            summary = DeleteSummary()
+            for start in range(0, len(chunk), endpoints.OLD_BULK_DELETE_MAX):
+                summary.add(self._bulk_chunk(chunk[start : start + endpoints.OLD_BULK_DELETE_MAX]))
+            return summary
+        return endpoints.reconcile_bulk_delete(chunk, data)
+
+    def _single_deletes(
+        self, ids: list[str], record: Callable[[DeleteSummary, list[str]], None], max_workers: int
+    ) -> None:
+        def delete_one(recording_id: str) -> DeleteSummary:
+            try:
+                self.send(endpoints.delete(recording_id))
+            except PostHogNotFoundError:
+                return DeleteSummary(requested=1, gone=[recording_id], already_gone=1)
+            except PostHogRecordingApiFailure as exc:
+                return DeleteSummary(requested=1, failed={recording_id: str(exc)})
+            return DeleteSummary(requested=1, gone=[recording_id], deleted=1)
+
+        def finished(recording_id: str, part: DeleteSummary | None, exc: BaseException | None) -> None:
+            if exc is not None:
+                part = DeleteSummary(requested=1, failed={recording_id: str(exc)})
+            assert part is not None
+            record(part, [recording_id])
+
+        run_each(ids, delete_one, finished, max_workers=max_workers)
+
+    # -- Sharing -----------------------------------------------------------------------
+
+    def get_sharing(self, recording_id: str) -> dict[str, Any]:
+        """The recording's sharing configuration (one object: enabled, access_token, ...).
+
+        The access token is registered with Airflow's secret masker as soon as it is
+        read: anyone holding it can watch the recording.
+        """
+        return _sharing_object(self.send(endpoints.get_sharing(recording_id)))
+
+    def set_sharing(self, recording_id: str, enabled: bool) -> dict[str, Any]:
+        """Turn the public link on or off; returns the new sharing configuration."""
+        return _sharing_object(self.send(endpoints.set_sharing(recording_id, enabled)))
+
+    # -- Airflow integration -----------------------------------------------------------
+
+    def test_connection(self) -> tuple[bool, str]:
+        """One list call (limit 1, no retries): proves host, key, scope and project together.
+
+        It backs the UI's Test button, so it answers at once rather than after retries.
+        """
+        try:
+            client = self._client()
+            config = client.config
+            self._attempt(client, ApiRequest("GET", params=(("limit", "1"), ("date_from", "-1d")), kind=LIST))
+        except PostHogApiError as exc:
+            return False, f"PostHog answered {exc.status}: {exc.detail or exc}"
+        except PostHogError as exc:
+            return False, str(exc)
+        return True, f"Connected to PostHog project {config.project_id} at {config.base_url}"
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Connection form layout for Airflow 2.x (3.2+ reads provider metadata instead)."""
+        from airflow_provider_recordings.get_provider_info import get_provider_info
+
+        behaviour = get_provider_info()["connection-types"][0]["ui-field-behaviour"]
+        return {
+            "hidden_fields": behaviour["hidden-fields"],
+            "relabeling": behaviour["relabeling"],
+            "placeholders": behaviour["placeholders"],
+        }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Extra connection fields for Airflow 2.x's form (3.2+ reads ``conn-fields``)."""
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import IntegerField, StringField
+
+        from airflow_provider_recordings.get_provider_info import CONN_FIELDS
+
+        widgets: dict[str, Any] = {}
+        for name, spec in CONN_FIELDS.items():
+            kind = (
+                spec["schema"]["type"][0]
+                if isinstance(spec["schema"]["type"], list)
+                else spec["schema"]["type"]
+            )
+            field_class = IntegerField if kind == "integer" else StringField
+            widgets[name] = field_class(
+                lazy_gettext(spec["label"]), widget=BS3TextFieldWidget(), description=spec.get("description")
+            )
+        return widgets
+
+
+def _sharing_object(data: Any) -> dict[str, Any]:
+    """One sharing object, whether the server sent an object or (as documented) a list."""
+    if isinstance(data, list):
+        data = data[0] if data else {}
+    if not isinstance(data, dict):
+        return {}
+    token = data.get("access_token")
+    if isinstance(token, str) and token:
+        _mask(token)
+    return data
+
+
+def _mask(secret: str) -> None:
+    """Register a secret with Airflow's log masker (no-op where the masker is missing)."""
+    try:
+        from airflow.providers.common.compat.sdk import mask_secret
+
+        mask_secret(secret)
+    except Exception:  # pragma: no cover - masking is best effort outside a task
+        pass
