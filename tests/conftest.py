@@ -1,0 +1,102 @@
+"""Shared fixtures: a throwaway Airflow home, the emulator, a connection pointing at it.
+
+Every behaviour a user relies on is tested over real HTTP against the bundled emulator
+on 127.0.0.1; sleeping is injected so retry and back-off tests never wait.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+# Airflow reads its home at import time; give each test session its own.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+from airflow_provider_recordings.core.retry import RetryPolicy  # noqa: E402
+from airflow_provider_recordings.testing import PostHogEmulator  # noqa: E402
+
+#: Obviously fake credentials; tests search every log and report for them.
+API_KEY = "phx_test_key_not_real"
+PROJECT_ID = "1"
+CONN_ID = "posthog_default"
+
+
+def conn_json(url: str, *, api_key: str = API_KEY, project_id: str | None = PROJECT_ID, **extra: Any) -> str:
+    """The AIRFLOW_CONN_* value of a posthog connection."""
+    extras = dict(extra)
+    if project_id is not None:
+        extras["project_id"] = project_id
+    return json.dumps({"conn_type": "posthog", "host": url, "password": api_key, "extra": extras})
+
+
+class RecordingSleep:
+    """A sleep function that records the waits instead of waiting."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+@pytest.fixture
+def make_emulator() -> Iterator[Callable[..., PostHogEmulator]]:
+    """Start emulators with custom settings; all are stopped after the test."""
+    started: list[PostHogEmulator] = []
+
+    def start(**kwargs: Any) -> PostHogEmulator:
+        kwargs.setdefault("project_id", PROJECT_ID)
+        kwargs.setdefault("api_key", API_KEY)
+        emulator = PostHogEmulator(**kwargs)
+        emulator.start()
+        started.append(emulator)
+        return emulator
+
+    yield start
+    for emulator in started:
+        emulator.stop()
+
+
+@pytest.fixture
+def emulator(make_emulator: Callable[..., PostHogEmulator]) -> PostHogEmulator:
+    return make_emulator()
+
+
+@pytest.fixture
+def connect(monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
+    """Point a connection id at a URL via AIRFLOW_CONN_<ID>; returns the conn id."""
+
+    def point(url: str, conn_id: str = CONN_ID, **kwargs: Any) -> str:
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", conn_json(url, **kwargs))
+        return conn_id
+
+    return point
+
+
+@pytest.fixture
+def posthog_conn(emulator: PostHogEmulator, connect: Callable[..., str]) -> str:
+    return connect(emulator.url)
+
+
+@pytest.fixture
+def sleeps() -> RecordingSleep:
+    return RecordingSleep()
+
+
+@pytest.fixture
+def seeded_policy() -> RetryPolicy:
+    return RetryPolicy(rng=random.Random(7))
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Every test doubles as a leak check: the API key never reaches a log line."""
+    yield
+    assert API_KEY not in caplog.text

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_recordings.core.config import RateLimits
+from airflow_provider_recordings.core.errors import PostHogRateLimitError
+from airflow_provider_recordings.core.ratelimit import WINDOW_MARGIN, RateLimiter, acquire
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_minute_budget_blocks_until_the_oldest_call_leaves_the_window():
+    clock = Clock()
+    limiter = RateLimiter(RateLimits(per_minute=3, per_hour=100), clock=clock)
+    assert [limiter.try_acquire("recording") for _ in range(3)] == [0, 0, 0]
+    wait = limiter.try_acquire("recording")
+    assert wait == pytest.approx(60 * (1 + WINDOW_MARGIN))
+    clock.sleep(wait)
+    assert limiter.try_acquire("recording") == 0
+
+
+def test_list_calls_also_spend_the_shared_budget():
+    clock = Clock()
+    limiter = RateLimiter(RateLimits(per_minute=2, per_hour=100, list_per_minute=5, list_per_hour=50), clock=clock)
+    assert limiter.try_acquire("list") == 0
+    assert limiter.try_acquire("recording") == 0
+    assert limiter.try_acquire("list") > 0
+
+
+def test_list_budget_is_separate_and_smaller():
+    clock = Clock()
+    limiter = RateLimiter(RateLimits(list_per_minute=1, list_per_hour=10), clock=clock)
+    assert limiter.try_acquire("list") == 0
+    assert limiter.try_acquire("list") > 0
+    assert limiter.try_acquire("recording") == 0
+
+
+def test_pause_holds_everyone_back():
+    clock = Clock()
+    limiter = RateLimiter(RateLimits(), clock=clock)
+    limiter.pause(30)
+    assert limiter.try_acquire("recording") == pytest.approx(30)
+
+
+def test_acquire_sleeps_short_waits_and_refuses_long_ones():
+    clock = Clock()
+    limiter = RateLimiter(RateLimits(per_minute=1, per_hour=2), clock=clock)
+    assert acquire(limiter, "recording", sleep=clock.sleep, max_wait=300) == 0
+    assert acquire(limiter, "recording", sleep=clock.sleep, max_wait=300) == pytest.approx(60.6)
+    with pytest.raises(PostHogRateLimitError) as info:
+        acquire(limiter, "recording", sleep=clock.sleep, max_wait=300)
+    assert info.value.retry_after > 3000
+    assert "client-side rate budget" in str(info.value)
+
+
+def test_hour_budget_never_exceeded_over_a_long_run():
+    clock = Clock()
+    limits = RateLimits(per_minute=240, per_hour=1200)
+    limiter = RateLimiter(limits, clock=clock)
+    stamps = []
+    for _ in range(3000):
+        acquire(limiter, "recording", sleep=clock.sleep, max_wait=4000)
+        stamps.append(clock.now)
+    for index in range(len(stamps) - 1200):
+        assert stamps[index + 1200] - stamps[index] >= 3600
+    for index in range(len(stamps) - 240):
+        assert stamps[index + 240] - stamps[index] >= 60
+    # And it runs close to the budget: the third 1200 starts right after two hour windows
+    # (plus the safety margin), the last 600 at 240 a minute take two and a half minutes.
+    floor = 2 * 3600 + 600 / 240 * 60
+    assert floor <= stamps[-1] - stamps[0] < floor * (1 + 2 * WINDOW_MARGIN)
