@@ -37,13 +37,22 @@ def conn_json(url: str, *, api_key: str = API_KEY, project_id: str | None = PROJ
 
 
 class RecordingSleep:
-    """A sleep function that records the waits instead of waiting."""
+    """A sleep function that records the waits instead of waiting.
+
+    It also drives a fake monotonic clock (:meth:`clock`), so a rate limiter that is
+    told to wait sees the time pass.
+    """
 
     def __init__(self) -> None:
         self.calls: list[float] = []
+        self.now = 1_000_000.0
 
     def __call__(self, seconds: float) -> None:
         self.calls.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
 
 
 @pytest.fixture
@@ -95,8 +104,25 @@ def seeded_policy() -> RetryPolicy:
     return RetryPolicy(rng=random.Random(7))
 
 
+class CapturedLogs:
+    """Everything a test logged: Python logging (Airflow 2) and structlog's output
+    to stdout/stderr (Airflow 3), accumulated so repeated reads lose nothing."""
+
+    def __init__(self, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+        self._capfd = capfd
+        self._caplog = caplog
+        self._seen: list[str] = []
+
+    @property
+    def text(self) -> str:
+        out, err = self._capfd.readouterr()
+        self._seen += [out, err]
+        return "".join(self._seen) + self._caplog.text
+
+
 @pytest.fixture(autouse=True)
-def _no_secret_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+def logs(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> Iterator[CapturedLogs]:
     """Every test doubles as a leak check: the API key never reaches a log line."""
-    yield
-    assert API_KEY not in caplog.text
+    captured = CapturedLogs(capfd, caplog)
+    yield captured
+    assert API_KEY not in captured.text

@@ -17,9 +17,11 @@ from collections.abc import Callable
 from airflow_provider_recordings.core.config import RateLimits
 from airflow_provider_recordings.core.errors import PostHogRateLimitError
 
-#: Share of each window added as a safety margin: the server counts a call when it
-#: arrives, slightly after the client counted it.
+#: Share of each window added as a safety margin against clock drift between the two ends.
 WINDOW_MARGIN = 0.01
+
+#: How fast the remembered worst round trip fades (per observed call).
+LATENCY_DECAY = 0.98
 
 
 class RateLimiter:
@@ -35,6 +37,17 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._windows: dict[tuple[str, int], deque[float]] = {}
         self._paused_until = 0.0
+        self._latency = 0.0
+
+    def observe_latency(self, seconds: float) -> None:
+        """Report how long a call took from acquisition to answer.
+
+        The server counts a call when it arrives, up to one round trip after the client
+        counted it; calls are therefore recorded as happening that much later, so a
+        window never frees on the client's side before it frees on the server's.
+        """
+        with self._lock:
+            self._latency = max(seconds, self._latency * LATENCY_DECAY)
 
     def try_acquire(self, kind: str) -> float:
         """Record a call of ``kind`` now if every budget allows it; else return the wait."""
@@ -51,7 +64,7 @@ class RateLimiter:
             if wait > 0:
                 return wait
             for _, _, calls in windows:
-                calls.append(now)
+                calls.append(now + self._latency)
             return 0.0
 
     def pause(self, seconds: float) -> None:

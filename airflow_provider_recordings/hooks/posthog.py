@@ -189,6 +189,7 @@ class PostHogHook(BaseHook):
         self.stats.count("requests")
         self.stats.count(f"kind:{request.method} {request.kind}")
         config = client.config
+        started = self._clock()
         try:
             response = client.session.request(
                 request.method,
@@ -203,6 +204,8 @@ class PostHogHook(BaseHook):
             raise PostHogTransportError(
                 f"{request.describe(config)}: no answer ({type(exc).__name__})"
             ) from None
+        finally:
+            client.limiter.observe_latency(self._clock() - started)
         if response.status_code == 429:
             self.stats.count("throttled")
         return interpret(request, config, response.status_code, response.headers, body)

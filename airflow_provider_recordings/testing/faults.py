@@ -126,3 +126,10 @@ class FaultQueue:
     def clear(self) -> None:
         with self._lock:
             self._rules.clear()
+
+
+def format_seconds(seconds: float) -> str:
+    """Whole seconds as an integer, fractions with up to three decimals ("0.36")."""
+    if float(seconds).is_integer():
+        return str(int(seconds))
+    return f"{seconds:.3f}".rstrip("0").rstrip(".")

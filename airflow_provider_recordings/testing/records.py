@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NamedTuple
@@ -69,25 +70,59 @@ class RowView:
     extra: dict[str, Any] | None
 
 
+def _active(salt: int, duration: int) -> int:
+    return duration * (26 + (salt & 0xFF)) // 300
+
+
+def _clicks(salt: int, duration: int) -> int:
+    return _active(salt, duration) * ((salt >> 8) & 0xFF) // 1024
+
+
+def _keypresses(salt: int, duration: int) -> int:
+    return _active(salt, duration) * ((salt >> 16) & 0xFF) // 512
+
+
+def _mouse(salt: int, duration: int) -> int:
+    return _active(salt, duration) * (32 + ((salt >> 24) & 0xFF)) // 16
+
+
+def _console_errors(salt: int, duration: int) -> int:
+    return max(0, ((salt >> 41) & 0xF) - 10)
+
+
+def _activity_score(salt: int, duration: int) -> float:
+    busy = _clicks(salt, duration) * 3 + _keypresses(salt, duration) + _mouse(salt, duration) / 20
+    return round(min(100.0, busy / max(1.0, duration / 60)), 2)
+
+
+FIELD_VALUES: dict[str, Callable[[int, int], float]] = {
+    "recording_duration": lambda salt, duration: duration,
+    "active_seconds": _active,
+    "inactive_seconds": lambda salt, duration: duration - _active(salt, duration),
+    "click_count": _clicks,
+    "console_error_count": _console_errors,
+    "activity_score": _activity_score,
+}
+
+
+def duration_of(start_us: int, end_us: int) -> int:
+    return max(0, (end_us - start_us) // SECOND_US)
+
+
 def metrics(salt: int, start_us: int, end_us: int) -> Metrics:
-    duration = max(0, (end_us - start_us) // SECOND_US)
-    active = duration * (26 + (salt & 0xFF)) // 300
-    clicks = active * ((salt >> 8) & 0xFF) // 1024
-    keypresses = active * ((salt >> 16) & 0xFF) // 512
-    mouse = active * (32 + ((salt >> 24) & 0xFF)) // 16
-    errors = max(0, ((salt >> 41) & 0xF) - 10)
-    score = (clicks * 3 + keypresses + mouse / 20) / max(1.0, duration / 60)
+    duration = duration_of(start_us, end_us)
+    active = _active(salt, duration)
     return Metrics(
         recording_duration=duration,
         active_seconds=active,
         inactive_seconds=duration - active,
-        click_count=clicks,
-        keypress_count=keypresses,
-        mouse_activity_count=mouse,
+        click_count=_clicks(salt, duration),
+        keypress_count=_keypresses(salt, duration),
+        mouse_activity_count=_mouse(salt, duration),
         console_log_count=((salt >> 32) & 0x3F) * min(duration, 600) // 600,
         console_warn_count=(salt >> 38) & 0x7,
-        console_error_count=errors,
-        activity_score=round(min(100.0, score), 2),
+        console_error_count=_console_errors(salt, duration),
+        activity_score=_activity_score(salt, duration),
     )
 
 
@@ -110,7 +145,7 @@ def person(distinct_id: str) -> dict[str, Any]:
         "name": distinct_id,
         "distinct_ids": [distinct_id],
         "properties": {},
-        "created_at": iso_us(_PERSON_EPOCH_US + number * 3600 * SECOND_US),
+        "created_at": iso_us(_PERSON_EPOCH_US + (number % 17_520) * 3600 * SECOND_US),
         "uuid": person_uuid(distinct_id),
     }
 
@@ -119,14 +154,9 @@ def is_ongoing(end_us: int, now_us: int) -> bool:
     return now_us - end_us < ONGOING_US
 
 
-def sort_value(row: RowView, field: str) -> float:
-    """The value ``order=<field>`` sorts on; explicit overrides win over derived values."""
-    if field == "start_time":
-        return row.start_us
-    name = "recording_duration" if field == "duration" else field
-    if row.extra is not None and name in row.extra:
-        return float(row.extra[name])
-    return getattr(metrics(row.salt, row.start_us, row.end_us), name)  # type: ignore[no-any-return]
+def order_field(field: str) -> str:
+    """The recording field an ``order`` value sorts on (``duration`` is an alias)."""
+    return "recording_duration" if field == "duration" else field
 
 
 def summary(row: RowView, now_us: int) -> dict[str, Any]:

@@ -1,0 +1,58 @@
+"""The audit trail: one JSON line per selected recording, written as results arrive.
+
+Lines are written while the run goes, so a run killed halfway still leaves a record of
+every action it took. The target is a local path or any URL Airflow's
+``ObjectStoragePath`` understands (``s3://…``, ``gs://…``, ``file://…``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+
+def _open_for_writing(target: str) -> IO[str]:
+    if "://" not in target:
+        path = Path(target).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.open("w", encoding="utf-8")
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+    storage_path = ObjectStoragePath(target)
+    storage_path.parent.mkdir(parents=True, exist_ok=True)
+    return storage_path.open("w", encoding="utf-8")  # type: ignore[no-any-return]
+
+
+class AuditReport:
+    """JSON Lines writer; a no-op when no ``report_path`` was configured."""
+
+    def __init__(self, target: str | None) -> None:
+        self.target = target or None
+        self.lines = 0
+        self._handle: IO[str] | None = None
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> AuditReport:
+        if self.target:
+            self._handle = _open_for_writing(self.target)
+        return self
+
+    def write(self, **record: Any) -> None:
+        if self._handle is None:
+            return
+        line = json.dumps(record, sort_keys=True, default=str)
+        with self._lock:
+            self._handle.write(line + "\n")
+            self.lines += 1
+            if self.lines % 500 == 0:
+                self._handle.flush()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None

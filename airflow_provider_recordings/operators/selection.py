@@ -1,0 +1,127 @@
+"""How every operator (and the sensor) chooses its recordings: one mechanism, used by all.
+
+A selection is either explicit ``recording_ids`` (a list, a JSON list, or the sensor's
+XCom rows) or a query: PostHog list ``filters`` plus the operator's own criteria. A query
+never silently inherits PostHog's three-day default window: unless the filters name a
+``date_from``, the selection starts at :data:`ALL_TIME`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_recordings.core.endpoints import LIST_PARAMS, validate_recording_ids
+from airflow_provider_recordings.core.errors import PostHogConfigError
+
+#: ``date_from`` meaning "every recording the key can see" (older than PostHog's replay).
+ALL_TIME = "2000-01-01T00:00:00Z"
+
+#: Parameters the hook controls itself; a selection may not set them.
+PAGING_PARAMS = frozenset({"limit", "offset", "after"})
+FILTER_PARAMS = LIST_PARAMS - PAGING_PARAMS
+
+#: Ids per list call when looking up explicit ids (keeps the URL well under 8 KB).
+IDS_PER_LOOKUP = 100
+
+if TYPE_CHECKING:
+    from airflow_provider_recordings.hooks.posthog import PostHogHook
+
+
+def _coerce_ids(recording_ids: Any) -> list[str]:
+    """Accept a list of ids, a JSON list (a rendered template), or rows with an ``id``."""
+    if isinstance(recording_ids, str):
+        text = recording_ids.strip()
+        try:
+            recording_ids = json.loads(text)
+        except ValueError:
+            raise PostHogConfigError(
+                f"recording_ids must be a list of ids (or a JSON list), got the string {text[:80]!r}"
+            ) from None
+    if isinstance(recording_ids, Mapping) or not hasattr(recording_ids, "__iter__"):
+        raise PostHogConfigError(f"recording_ids must be a list of ids, got {type(recording_ids).__name__}")
+    flat = []
+    for item in recording_ids:
+        if isinstance(item, Mapping):
+            item = item.get("id")
+        flat.append(item)
+    return validate_recording_ids(flat)
+
+
+def _coerce_filters(filters: Any) -> dict[str, Any]:
+    if filters is None or filters == "":
+        return {}
+    if isinstance(filters, str):
+        try:
+            filters = json.loads(filters)
+        except ValueError:
+            raise PostHogConfigError(
+                f"filters must be a dict (or a JSON object), got {filters[:80]!r}"
+            ) from None
+    if not isinstance(filters, Mapping):
+        raise PostHogConfigError(f"filters must be a dict, got {type(filters).__name__}")
+    unknown = sorted(set(filters) - FILTER_PARAMS)
+    if unknown:
+        hint = " (there is no singular 'distinct_id'; use 'distinct_ids')" if "distinct_id" in unknown else ""
+        raise PostHogConfigError(
+            f"unknown filter(s) {unknown}{hint}; accepted: {', '.join(sorted(FILTER_PARAMS))}"
+        )
+    return dict(filters)
+
+
+@dataclass
+class Selection:
+    """A validated selection, built before any request is made."""
+
+    recording_ids: list[str] | None = None
+    filters: dict[str, Any] = field(default_factory=dict)
+    missing_ids: list[str] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, recording_ids: Any = None, filters: Any = None) -> Selection:
+        """Validate the operator's arguments; raises :class:`PostHogConfigError`."""
+        has_ids = recording_ids is not None and recording_ids != ""
+        parsed_filters = _coerce_filters(filters)
+        if has_ids and parsed_filters:
+            raise PostHogConfigError("give either recording_ids or filters, not both")
+        if has_ids:
+            return cls(recording_ids=_coerce_ids(recording_ids))
+        return cls(filters=parsed_filters)
+
+    @property
+    def is_explicit(self) -> bool:
+        return self.recording_ids is not None
+
+    def describe(self) -> str:
+        if self.recording_ids is not None:
+            return f"{len(self.recording_ids)} explicit recording id(s)"
+        return f"recordings matching {self.list_params()}"
+
+    def list_params(self, **criteria: Any) -> dict[str, Any]:
+        """List parameters of a query selection; the operator's criteria apply unless
+        the user's filters already name that parameter."""
+        params = {"date_from": ALL_TIME, **criteria}
+        params.update(self.filters)
+        return params
+
+    def iter_recordings(self, hook: PostHogHook, **criteria: Any) -> Iterator[dict[str, Any]]:
+        """Yield the selected recordings with their details (each once).
+
+        Explicit ids are looked up with the ``session_ids`` filter, a page of ids per list
+        call (which also bypasses the date window); ids PostHog does not return end up in
+        :attr:`missing_ids` once the iterator is exhausted.
+        """
+        if self.recording_ids is None:
+            yield from hook.iter_recordings(**self.list_params(**criteria))
+            return
+        self.missing_ids = []
+        for start in range(0, len(self.recording_ids), IDS_PER_LOOKUP):
+            chunk = self.recording_ids[start : start + IDS_PER_LOOKUP]
+            found = set()
+            for recording in hook.iter_recordings(session_ids=chunk, limit=len(chunk)):
+                if recording["id"] in chunk:
+                    found.add(recording["id"])
+                    yield recording
+            self.missing_ids.extend(i for i in chunk if i not in found)

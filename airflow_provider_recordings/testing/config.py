@@ -1,0 +1,46 @@
+"""The emulator's switches for behaviours that differ between PostHog deployments.
+
+Each switch reproduces a variant a real client meets (older self-hosted versions, the
+cloud service's restrictions on personal API keys), so they are validated eagerly: a
+typo must not silently test the default behaviour instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import get_args
+
+from airflow_provider_recordings.testing.modes import BulkDeleteMode, DeleteUnknownMode, OngoingMode, Shape
+
+
+@dataclass
+class EmulatorConfig:
+    project_id: str = "1"
+    response_shape: Shape = "live"
+    bulk_delete: BulkDeleteMode = "allowed"
+    bulk_delete_max: int = 100
+    max_page_size: int | None = None
+    ongoing_field: OngoingMode = "present"
+    delete_unknown: DeleteUnknownMode = "204"
+    latency: float = 0.0
+    next_url_base: str | None = None
+
+    def __post_init__(self) -> None:
+        self.project_id = str(self.project_id)
+        _check("response_shape", self.response_shape, Shape)
+        _check("bulk_delete", self.bulk_delete, BulkDeleteMode)
+        _check("ongoing_field", self.ongoing_field, OngoingMode)
+        self.delete_unknown = str(self.delete_unknown)  # type: ignore[assignment]
+        _check("delete_unknown", self.delete_unknown, DeleteUnknownMode)
+        if self.bulk_delete_max < 1:
+            raise ValueError("bulk_delete_max must be >= 1")
+        if self.max_page_size is not None and self.max_page_size < 1:
+            raise ValueError("max_page_size must be >= 1 or None")
+        if self.latency < 0:
+            raise ValueError("latency must be >= 0")
+
+
+def _check(name: str, value: object, allowed: object) -> None:
+    choices = get_args(allowed)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, not {value!r}")
