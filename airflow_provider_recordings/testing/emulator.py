@@ -125,9 +125,10 @@ class PostHogEmulator:
             raise RuntimeError("the emulator is already running")
         self._stopping.clear()
         self._server = EmulatorHTTPServer(self.host, self._port, self._process)
+        # A short poll keeps stop() quick: shutdown waits for the loop's next wake-up.
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.01},
             name="posthog-emulator",
             daemon=True,
         )

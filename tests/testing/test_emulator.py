@@ -121,7 +121,7 @@ def test_latency_setting_slows_every_answer(
     ],
 )
 def test_invalid_settings_are_rejected(kwargs: dict[str, object]) -> None:
-    with pytest.raises(ValueError):  # noqa: PT011
+    with pytest.raises(ValueError):
         PostHogEmulator(**kwargs)  # type: ignore[arg-type]
 
 
@@ -129,7 +129,7 @@ def test_settings_can_change_while_running(emu: PostHogEmulator, client: Client)
     emu.seed(3, days=1)
     emu.response_shape = "published"
     assert "count" in client.list().json()
-    with pytest.raises(ValueError):  # noqa: PT011
+    with pytest.raises(ValueError):
         emu.bulk_delete = "nope"  # type: ignore[assignment]
     assert emu.bulk_delete == "allowed"
 
@@ -210,9 +210,9 @@ def test_seeding_twice_with_one_seed_adds_new_recordings(emu: PostHogEmulator) -
 
 
 def test_seed_validates(emu: PostHogEmulator) -> None:
-    with pytest.raises(ValueError):  # noqa: PT011
+    with pytest.raises(ValueError):
         emu.seed(3, ongoing=4)
-    with pytest.raises(ValueError):  # noqa: PT011
+    with pytest.raises(ValueError):
         emu.seed(3, days=0)
 
 
@@ -225,7 +225,9 @@ def test_a_million_recordings(request: pytest.FixtureRequest) -> None:
     emu.seed(1_000_000, days=30)
     assert time.monotonic() - started < 30
     with emu:
-        response = Client(emu, key="phx_emulator_key").list(limit=100, date_from="-31d", order_direction="ASC")
+        response = Client(emu, key="phx_emulator_key").list(
+            limit=100, date_from="-31d", order_direction="ASC"
+        )
         assert len(response.json()["results"]) == 100
 
 

@@ -106,7 +106,12 @@ def test_hide_viewed_recordings(emu: PostHogEmulator, client: Client) -> None:
 
 def test_accepted_filters_pass_validation(client: Client) -> None:
     response = client.list(
-        filter_test_accounts="true", properties="[]", events="[]", actions="[]", operand="AND", kind="RecordingsQuery"
+        filter_test_accounts="true",
+        properties="[]",
+        events="[]",
+        actions="[]",
+        operand="AND",
+        kind="RecordingsQuery",
     )
     assert response.status_code == 200
 
@@ -174,7 +179,9 @@ def test_order_by_duration_and_counts(emu: PostHogEmulator, client: Client) -> N
     "order",
     ["activity_score", "console_error_count", "inactive_seconds", "click_count", "active_seconds"],
 )
-def test_every_order_field_sorts_the_returned_values(emu: PostHogEmulator, client: Client, order: str) -> None:
+def test_every_order_field_sorts_the_returned_values(
+    emu: PostHogEmulator, client: Client, order: str
+) -> None:
     emu.seed(40, days=2, seed=3)
     results = client.list(order=order, order_direction="ASC").json()["results"]
     keys = [(item[order], item["id"]) for item in results]
@@ -329,8 +336,9 @@ def test_forty_thousand_recordings_list_quickly(emu: PostHogEmulator, client: Cl
     started = time.monotonic()
     body = client.list(limit=100, date_from="-31d", order_direction="ASC").json()
     for _ in range(5):
-        body = client.list(limit=100, date_from="-31d", order_direction="ASC", after=body["next_cursor"]).json()
+        body = client.list(
+            limit=100, date_from="-31d", order_direction="ASC", after=body["next_cursor"]
+        ).json()
     body = client.list(limit=100, date_from="-31d", offset=39_950).json()
     assert len(body["results"]) == 50
     assert time.monotonic() - started < 2.0
-

@@ -85,7 +85,9 @@ def test_hour_window_and_whole_seconds_without_scaling(
     assert api.list().status_code == 200
 
 
-def test_limits_are_per_key(make_emu: Callable[..., PostHogEmulator], make_client: Callable[..., Client]) -> None:
+def test_limits_are_per_key(
+    make_emu: Callable[..., PostHogEmulator], make_client: Callable[..., Client]
+) -> None:
     emu = make_emu(rate_limits=RateLimitConfig(list_per_minute=1, time_scale=100))
     emu.add_key("phx_other")
     first, second = make_client(emu), make_client(emu, "phx_other")
@@ -100,7 +102,13 @@ def test_no_limits_by_default(emu: PostHogEmulator, client: Client) -> None:
 
 @pytest.mark.parametrize(
     ("scale", "seconds", "text"),
-    [(1.0, 0.2, "1"), (1.0, 59.01, "60"), (100.0, 0.36, "0.36"), (100.0, 0.0001, "0.001"), (7.0, 1.2345, "1.235")],
+    [
+        (1.0, 0.2, "1"),
+        (1.0, 59.01, "60"),
+        (100.0, 0.36, "0.36"),
+        (100.0, 0.0001, "0.001"),
+        (7.0, 1.2345, "1.235"),
+    ],
 )
 def test_retry_after_format(scale: float, seconds: float, text: str) -> None:
     assert RateLimitConfig(time_scale=scale).format_wait(seconds) == text
