@@ -19,8 +19,8 @@ import pytest
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-from airflow_provider_recordings.core.retry import RetryPolicy  # noqa: E402
-from airflow_provider_recordings.testing import PostHogEmulator  # noqa: E402
+from airflow_provider_recordings.core.retry import RetryPolicy
+from airflow_provider_recordings.testing import PostHogEmulator
 
 #: Obviously fake credentials; tests search every log and report for them.
 API_KEY = "phx_test_key_not_real"

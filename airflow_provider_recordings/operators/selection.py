@@ -106,22 +106,47 @@ class Selection:
         params.update(self.filters)
         return params
 
+    def queries(self, **criteria: Any) -> list[dict[str, Any]]:
+        """The list calls that fetch this selection, as parameter dicts.
+
+        Explicit ids are looked up with the ``session_ids`` filter, a page of ids per
+        call (which also bypasses the date window). Shared by the sync hook and the
+        async trigger, so both select exactly the same recordings.
+        """
+        if self.recording_ids is None:
+            return [self.list_params(**criteria)]
+        return [
+            {"session_ids": chunk, "limit": len(chunk)}
+            for chunk in (
+                self.recording_ids[start : start + IDS_PER_LOOKUP]
+                for start in range(0, len(self.recording_ids), IDS_PER_LOOKUP)
+            )
+        ]
+
+    def keep(self, recording: dict[str, Any]) -> bool:
+        """Whether a listed recording belongs to the selection (explicit ids only)."""
+        return self.recording_ids is None or recording.get("id") in self._wanted
+
+    @property
+    def _wanted(self) -> frozenset[str]:
+        return frozenset(self.recording_ids or ())
+
+    def find_missing(self, found_ids: set[str]) -> list[str]:
+        """Explicit ids PostHog did not return (unknown, deleted or expired)."""
+        return [i for i in self.recording_ids or () if i not in found_ids]
+
     def iter_recordings(self, hook: PostHogHook, **criteria: Any) -> Iterator[dict[str, Any]]:
         """Yield the selected recordings with their details (each once).
 
-        Explicit ids are looked up with the ``session_ids`` filter, a page of ids per list
-        call (which also bypasses the date window); ids PostHog does not return end up in
-        :attr:`missing_ids` once the iterator is exhausted.
+        Ids PostHog does not return end up in :attr:`missing_ids` once the iterator is
+        exhausted.
         """
-        if self.recording_ids is None:
-            yield from hook.iter_recordings(**self.list_params(**criteria))
-            return
-        self.missing_ids = []
-        for start in range(0, len(self.recording_ids), IDS_PER_LOOKUP):
-            chunk = self.recording_ids[start : start + IDS_PER_LOOKUP]
-            found = set()
-            for recording in hook.iter_recordings(session_ids=chunk, limit=len(chunk)):
-                if recording["id"] in chunk:
-                    found.add(recording["id"])
-                    yield recording
-            self.missing_ids.extend(i for i in chunk if i not in found)
+        found: set[str] = set()
+        wanted = self._wanted
+        for params in self.queries(**criteria):
+            for recording in hook.iter_recordings(**params):
+                if self.recording_ids is not None and recording.get("id") not in wanted:
+                    continue
+                found.add(recording["id"])
+                yield recording
+        self.missing_ids = self.find_missing(found)

@@ -42,7 +42,9 @@ class _Setting(Generic[T]):
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
 
-    def __get__(self, emulator: PostHogEmulator, owner: type) -> T:
+    def __get__(self, emulator: PostHogEmulator | None, owner: type) -> T:
+        if emulator is None:
+            return self  # type: ignore[return-value]
         return getattr(emulator.config, self.name)  # type: ignore[no-any-return]
 
     def __set__(self, emulator: PostHogEmulator, value: T) -> None:

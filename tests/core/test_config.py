@@ -7,7 +7,12 @@ from airflow_provider_recordings.core.errors import PostHogConfigError
 
 
 def build(**overrides):
-    fields = {"conn_id": "ph", "host": "https://eu.posthog.com", "password": "phx_abc", "extra": {"project_id": "7"}}
+    fields = {
+        "conn_id": "ph",
+        "host": "https://eu.posthog.com",
+        "password": "phx_abc",
+        "extra": {"project_id": "7"},
+    }
     fields.update(overrides)
     return build_client_config(**fields)
 

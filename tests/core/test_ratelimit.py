@@ -30,7 +30,9 @@ def test_minute_budget_blocks_until_the_oldest_call_leaves_the_window():
 
 def test_list_calls_also_spend_the_shared_budget():
     clock = Clock()
-    limiter = RateLimiter(RateLimits(per_minute=2, per_hour=100, list_per_minute=5, list_per_hour=50), clock=clock)
+    limiter = RateLimiter(
+        RateLimits(per_minute=2, per_hour=100, list_per_minute=5, list_per_hour=50), clock=clock
+    )
     assert limiter.try_acquire("list") == 0
     assert limiter.try_acquire("recording") == 0
     assert limiter.try_acquire("list") > 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -232,7 +231,9 @@ def test_retries_give_up_after_max_attempts(emulator, hook, sleeps):
 def test_unauthorised_fails_fast_with_posthogs_detail(emulator, connect, sleeps, seeded_policy):
     connect(emulator.url, api_key="phx_wrong_key")
     hook = make_hook(sleeps, seeded_policy)
-    with pytest.raises(PostHogAuthError, match="Personal API key found in request Authorization header is invalid"):
+    with pytest.raises(
+        PostHogAuthError, match="Personal API key found in request Authorization header is invalid"
+    ):
         list(hook.iter_recordings())
     assert len(emulator.requests) == 1
     assert sleeps.calls == []
@@ -345,7 +346,9 @@ def test_bulk_delete_in_chunks_of_100(emulator, hook):
 
 
 @pytest.mark.parametrize("mode", ["forbidden", "absent", "not_allowed"])
-def test_bulk_delete_falls_back_to_single_deletes_and_remembers(make_emulator, connect, sleeps, seeded_policy, mode):
+def test_bulk_delete_falls_back_to_single_deletes_and_remembers(
+    make_emulator, connect, sleeps, seeded_policy, mode
+):
     emulator = make_emulator(bulk_delete=mode)
     connect(emulator.url)
     ids = emulator.seed(30, days=5)

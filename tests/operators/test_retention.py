@@ -27,10 +27,14 @@ def populate(emulator, *, expired=0, fresh=0, ongoing=0):
     ids = {"expired": set(), "fresh": set(), "ongoing": set()}
     for index in range(expired):
         start = NOW - timedelta(days=91 + index % 600, minutes=index % 50)
-        ids["expired"].add(emulator.add_recording(start_time=start, end_time=start + timedelta(minutes=5))["id"])
+        ids["expired"].add(
+            emulator.add_recording(start_time=start, end_time=start + timedelta(minutes=5))["id"]
+        )
     for index in range(fresh):
         start = NOW - timedelta(days=index % 89, hours=2, minutes=index % 50)
-        ids["fresh"].add(emulator.add_recording(start_time=start, end_time=start + timedelta(minutes=5))["id"])
+        ids["fresh"].add(
+            emulator.add_recording(start_time=start, end_time=start + timedelta(minutes=5))["id"]
+        )
     for _ in range(ongoing):
         ids["ongoing"].add(emulator.add_recording(start_time=NOW - timedelta(hours=1), end_time=NOW)["id"])
     return ids
@@ -55,8 +59,12 @@ def test_deletes_exactly_the_expired_in_close_to_minimal_calls(emulator, posthog
 def test_never_deletes_ongoing_recordings(emulator, posthog_conn, run_operator):
     # With a cutoff one minute ago, recordings whose last data came two minutes ago
     # are past the cutoff but still ongoing (PostHog's five-minute rule).
-    ended = emulator.add_recording(start_time=NOW - timedelta(hours=1), end_time=NOW - timedelta(hours=1))["id"]
-    still = emulator.add_recording(start_time=NOW - timedelta(hours=1), end_time=NOW - timedelta(minutes=2))["id"]
+    ended = emulator.add_recording(start_time=NOW - timedelta(hours=1), end_time=NOW - timedelta(hours=1))[
+        "id"
+    ]
+    still = emulator.add_recording(start_time=NOW - timedelta(hours=1), end_time=NOW - timedelta(minutes=2))[
+        "id"
+    ]
     result = run_operator(retention(cutoff=(NOW - timedelta(minutes=1)).isoformat()))
     assert result["deleted"] == 1
     assert result["skipped_ongoing"] == 1
@@ -69,7 +77,9 @@ def test_missing_ongoing_flag_falls_back_to_end_time(make_emulator, connect, run
     emulator = make_emulator(ongoing_field=ongoing_field)
     connect(emulator.url)
     old = emulator.add_recording(start_time=NOW - timedelta(hours=2), end_time=NOW - timedelta(hours=2))["id"]
-    recent = emulator.add_recording(start_time=NOW - timedelta(hours=1), end_time=NOW - timedelta(minutes=3))["id"]
+    recent = emulator.add_recording(start_time=NOW - timedelta(hours=1), end_time=NOW - timedelta(minutes=3))[
+        "id"
+    ]
     result = run_operator(retention(cutoff=NOW - timedelta(minutes=1)))
     assert emulator.recording_ids() == {recent}
     assert old not in emulator.recording_ids()
@@ -126,9 +136,10 @@ def test_explicit_ids_still_obey_the_policy(emulator, posthog_conn, run_operator
     result = run_operator(retention(retention_days=90, recording_ids=chosen))
     assert result["deleted"] == 2
     assert result["missing"] == 1
-    assert emulator.recording_ids() == (ids["expired"] - set(sorted(ids["expired"])[:2])) | ids["fresh"] | ids[
-        "ongoing"
-    ]
+    assert (
+        emulator.recording_ids()
+        == (ids["expired"] - set(sorted(ids["expired"])[:2])) | ids["fresh"] | ids["ongoing"]
+    )
 
 
 def test_others_deleting_and_adding_mid_run(emulator, posthog_conn, run_operator, tmp_path):

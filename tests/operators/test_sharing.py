@@ -85,7 +85,10 @@ def test_explicit_ids_and_faults(emulator, posthog_conn, run_operator):
 
 
 def test_masked_link_never_shows_more_than_four_characters():
-    assert masked_link("https://us.posthog.com", "abcdefghijklmnopqrstuv") == "https://us.posthog.com/shared/****stuv"
+    assert (
+        masked_link("https://us.posthog.com", "abcdefghijklmnopqrstuv")
+        == "https://us.posthog.com/shared/****stuv"
+    )
     assert masked_link("https://us.posthog.com", "short") == "https://us.posthog.com/shared/****"
     assert masked_link("https://us.posthog.com", None) is None
 

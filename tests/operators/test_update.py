@@ -22,7 +22,9 @@ def bulk_update(**kwargs):
 def test_explicit_ids_with_a_missing_one(emulator, posthog_conn, run_operator, tmp_path):
     ids = emulator.seed(25, days=3)
     report = tmp_path / "update.jsonl"
-    result = run_operator(bulk_update(recording_ids=[*ids, "gone-already"], max_workers=4, report_path=str(report)))
+    result = run_operator(
+        bulk_update(recording_ids=[*ids, "gone-already"], max_workers=4, report_path=str(report))
+    )
     assert result == {
         "matched": 26,
         "updated": 25,
@@ -33,7 +35,9 @@ def test_explicit_ids_with_a_missing_one(emulator, posthog_conn, run_operator, t
         "report_path": str(report),
     }
     assert all(emulator.get(i)["viewed"] for i in ids)
-    outcomes = {json.loads(line)["id"]: json.loads(line)["result"] for line in report.read_text().splitlines()}
+    outcomes = {
+        json.loads(line)["id"]: json.loads(line)["result"] for line in report.read_text().splitlines()
+    }
     assert outcomes["gone-already"] == "missing"
     assert list(outcomes.values()).count("updated") == 25
 
