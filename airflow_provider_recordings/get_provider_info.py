@@ -77,6 +77,7 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "sensors": [{"integration-name": "PostHog", "python-modules": [f"{PACKAGE}.sensors.ongoing"]}],
         "triggers": [{"integration-name": "PostHog", "python-modules": [f"{PACKAGE}.triggers.ongoing"]}],
+        "extra-links": [f"{PACKAGE}.operators.base.PostHogRecordingsLink"],
         "connection-types": [
             {
                 "hook-class-name": f"{PACKAGE}.hooks.posthog.PostHogHook",

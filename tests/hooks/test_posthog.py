@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -335,7 +336,7 @@ def test_update_fields_are_checked_before_any_request(emulator, hook, fields, me
 
 def test_bulk_delete_in_chunks_of_100(emulator, hook):
     ids = emulator.seed(250, days=5)
-    summary = hook.delete_recordings(ids + ["never-existed"])
+    summary = hook.delete_recordings([*ids, "never-existed"])
     posts = [r for r in emulator.requests if r.method == "POST"]
     assert len(posts) == 3
     assert all(len(p.body["session_recording_ids"]) <= 100 for p in posts)
@@ -427,6 +428,6 @@ def test_one_throttle_pauses_every_thread(make_emulator, connect, seeded_policy)
     later = [r.time for r in deletes if r.time > throttled_at]
     # Had only the throttled thread waited, the other three would have kept calling;
     # instead every thread stops for the pause, so the calls show one long gap.
-    longest_gap = max(b - a for a, b in zip(later, later[1:], strict=False))
+    longest_gap = max(b - a for a, b in itertools.pairwise(later))
     assert longest_gap >= 0.4
     assert len(deletes) == 201

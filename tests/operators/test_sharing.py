@@ -33,7 +33,7 @@ def assert_no_token_anywhere(emulator, shared_ids, *texts):
 
 
 def test_finds_every_public_link_across_all_time(emulator, posthog_conn, run_operator, tmp_path, logs):
-    ids, shared_ids = shared_setup(emulator)
+    _ids, shared_ids = shared_setup(emulator)
     report = tmp_path / "sharing.jsonl"
     result = run_operator(audit(report_path=str(report), max_workers=4))
     assert result["audited"] == 60
@@ -75,7 +75,7 @@ def test_fail_on_shared_is_a_gate(emulator, posthog_conn, run_operator):
 
 
 def test_explicit_ids_and_faults(emulator, posthog_conn, run_operator):
-    ids, shared_ids = shared_setup(emulator, total=12, shared=3)
+    ids, _shared_ids = shared_setup(emulator, total=12, shared=3)
     emulator.inject(Fault.status(502), times=2, method="GET")
     emulator.inject(Fault.throttle(retry_after=2), times=1, method="GET", after=4)
     result = run_operator(audit(recording_ids=[*ids, "unknown-id"], max_workers=3))

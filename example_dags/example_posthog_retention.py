@@ -1,0 +1,110 @@
+"""Daily retention for PostHog session recordings: delete what is older than the policy.
+
+PostHog keeps recordings for the plan's retention period, and some teams must keep them
+for less (a privacy policy, a contract, a data-minimisation rule). This DAG enforces the
+team's own period every day, in three steps:
+
+1. ``plan_deletions`` is a dry run: it lists what the policy selects, deletes nothing,
+   and writes the would-be deletions to an audit report.
+2. ``check_plan`` is the gate. It fails the run when more recordings match than
+   ``max_deletions`` allows (a mistyped period or a clock problem shows up here, before
+   anything is gone), skips the deletion when nothing matched, and stops after the dry
+   run when ``dry_run_only`` is set.
+3. ``delete_expired`` deletes the selection, keeping recordings that are still being
+   recorded, and writes one report line per recording it touched.
+
+Every setting is a Param, so a manual run can change it without editing the DAG, e.g.
+``airflow dags test posthog_retention -c '{"dry_run_only": true, "retention_days": 30}'``.
+Reports go under ``report_dir``: a local directory or any URL ``ObjectStoragePath``
+understands (``s3://bucket/posthog-retention`` with the matching provider installed).
+
+Cost: the dry run and the real run each list the selection once (one list call per
+1,000 recordings); deletions go 100 per call where PostHog allows bulk deletes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pendulum
+from airflow.providers.common.compat.sdk import (
+    DAG,
+    AirflowFailException,
+    AirflowSkipException,
+    Param,
+    task,
+)
+
+from airflow_provider_recordings.operators.retention import PostHogRecordingRetentionOperator
+
+#: One folder per logical date; the try number keeps a retry from overwriting the
+#: report of an attempt that already deleted recordings.
+REPORT_FOLDER = "{{ params.report_dir.rstrip('/') }}/{{ ds }}"
+
+with DAG(
+    dag_id="posthog_retention",
+    description="Delete PostHog session recordings older than the retention policy",
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    params={
+        "retention_days": Param(
+            90, type="integer", minimum=1, description="Keep recordings for this many days."
+        ),
+        "max_deletions": Param(
+            50_000,
+            type="integer",
+            minimum=0,
+            description="Refuse to delete when more recordings than this match the policy.",
+        ),
+        "report_dir": Param(
+            "/tmp/posthog-retention",
+            type="string",
+            minLength=1,
+            description="Directory or object-storage URL for the JSON Lines audit reports.",
+        ),
+        "dry_run_only": Param(
+            False, type="boolean", description="Only list what would be deleted; delete nothing."
+        ),
+    },
+    tags=["posthog", "retention"],
+) as dag:
+    plan_deletions = PostHogRecordingRetentionOperator(
+        task_id="plan_deletions",
+        retention_days="{{ params.retention_days }}",
+        dry_run=True,
+        report_path=REPORT_FOLDER + "/dry-run.try{{ ti.try_number }}.jsonl",
+    )
+
+    @task(task_id="check_plan")
+    def check_plan(plan: dict[str, Any], params: dict[str, Any] | None = None) -> int:
+        """Stop here unless the dry run's selection is safe (and worth) deleting."""
+        params = params or {}
+        matched, limit = int(plan["matched"]), int(params["max_deletions"])
+        message = (
+            f"{matched} recording(s) ended before {plan['cutoff']} "
+            f"({plan['skipped_ongoing']} more skipped as still ongoing); "
+            f"report: {plan.get('report_path')}"
+        )
+        if params.get("dry_run_only"):
+            raise AirflowSkipException(f"dry_run_only is set; nothing deleted. {message}")
+        if matched > limit:
+            raise AirflowFailException(
+                f"{message}. That is more than max_deletions={limit}, so nothing was deleted. "
+                "Check the policy and the report, then trigger again with a larger max_deletions."
+            )
+        if matched == 0:
+            raise AirflowSkipException(f"Nothing to delete. {message}")
+        return matched
+
+    delete_expired = PostHogRecordingRetentionOperator(
+        task_id="delete_expired",
+        retention_days="{{ params.retention_days }}",
+        # Checked again here: recordings keep crossing the cutoff after the dry run.
+        max_deletions="{{ params.max_deletions }}",
+        max_workers=4,
+        report_path=REPORT_FOLDER + "/deleted.try{{ ti.try_number }}.jsonl",
+    )
+
+    check_plan(plan_deletions.output) >> delete_expired

@@ -1,0 +1,60 @@
+"""Weekly audit of publicly shared PostHog session recordings.
+
+A shared recording has a public link: anyone who has it can watch that user's session,
+with whatever the session showed on screen. Links get created for a bug report or a
+demo and are then forgotten. This DAG finds them every week.
+
+By default it only reports (``fail_on_shared`` makes the run fail, so the DAG's
+failure alerts reach someone) and writes a JSON Lines report with each shared recording
+and its masked link. After review, trigger it with ``{"disable_shared": true}`` to turn
+every link off; the operator reads each one back to verify it is gone.
+
+Cost: one sharing read per recording in the selection (plus two calls per shared one),
+against PostHog's budget of 240 calls a minute and 1,200 an hour per key, so the
+selection defaults to the recordings of the last 30 days. Pass ``{"filters": {}}`` to
+audit every recording the key can see.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.providers.common.compat.sdk import DAG, Param
+
+from airflow_provider_recordings.operators.sharing import PostHogSharingAuditOperator
+
+with DAG(
+    dag_id="posthog_sharing_audit",
+    description="Report (and optionally disable) public links to PostHog session recordings",
+    schedule="@weekly",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    params={
+        "disable_shared": Param(
+            False, type="boolean", description="Turn off every public link found (verified afterwards)."
+        ),
+        "fail_on_shared": Param(
+            True, type="boolean", description="Fail the run when public links remain at the end."
+        ),
+        "filters": Param(
+            {"date_from": "-30d"},
+            type="object",
+            description="PostHog list filters choosing the recordings to audit; {} audits all of them.",
+        ),
+        "report_dir": Param(
+            "/tmp/posthog-sharing-audit",
+            type="string",
+            minLength=1,
+            description="Directory or object-storage URL for the JSON Lines audit report.",
+        ),
+    },
+    tags=["posthog", "privacy"],
+) as dag:
+    PostHogSharingAuditOperator(
+        task_id="audit_public_links",
+        filters="{{ params.filters | tojson }}",
+        disable_shared="{{ params.disable_shared }}",
+        fail_on_shared="{{ params.fail_on_shared }}",
+        max_workers=4,
+        report_path="{{ params.report_dir.rstrip('/') }}/{{ ds }}/sharing.try{{ ti.try_number }}.jsonl",
+    )
