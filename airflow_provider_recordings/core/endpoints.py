@@ -154,6 +154,18 @@ class DeleteSummary:
         self.already_gone += other.already_gone
         self.failed.update(other.failed)
 
+    def outcome(self, recording_id: str) -> tuple[str, str | None]:
+        """``("deleted" | "already_gone" | "failed", reason)`` of one id of this part.
+
+        A bulk answer only counts ids it did not find; an id is reported as already
+        gone when the whole part was, and as deleted otherwise.
+        """
+        if recording_id in self.failed:
+            return "failed", self.failed[recording_id]
+        if self.deleted == 0 and self.already_gone:
+            return "already_gone", None
+        return "deleted", None
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "requested": self.requested,

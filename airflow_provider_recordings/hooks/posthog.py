@@ -44,8 +44,8 @@ from airflow_provider_recordings.core.stats import CallStats
 if TYPE_CHECKING:
     import requests
 
-#: Called once per finished id: (id, "deleted" | "already_gone" | "failed", reason or None).
-DeleteCallback = Callable[[str, str, str | None], None]
+#: Called once per finished part (a bulk chunk or one id) with what it achieved.
+DeleteCallback = Callable[[DeleteSummary, list[str]], None]
 
 
 @dataclass
@@ -115,6 +115,15 @@ class PostHogHook(BaseHook):
         self._client_state: _Client | None = None
         self._bulk_delete_supported: bool | None = None
         self._bulk_chunk_size: int | None = None
+        self._stop_at: float | None = None
+
+    def stop_after(self, seconds: float | None) -> None:
+        """Refuse to start any call once ``seconds`` have passed (a run's time budget).
+
+        Calls past it raise :class:`PostHogBudgetExhaustedError`, which operators turn
+        into a clean stop that reports what remains.
+        """
+        self._stop_at = None if seconds is None else self._clock() + seconds
 
     # -- Connection --------------------------------------------------------------------
 
@@ -183,6 +192,8 @@ class PostHogHook(BaseHook):
             raise PostHogBudgetExhaustedError(
                 f"this task's call budget (max_api_calls={self.max_api_calls}) is spent"
             )
+        if self._stop_at is not None and self._clock() >= self._stop_at:
+            raise PostHogBudgetExhaustedError("this task's time budget (max_runtime) is spent")
         waited = acquire(client.limiter, request.kind, sleep=self._sleep, max_wait=client.policy.max_wait)
         if waited:
             self.stats.waited(waited)
@@ -272,7 +283,7 @@ class PostHogHook(BaseHook):
         recording_ids: Iterable[str],
         *,
         max_workers: int = 1,
-        on_result: DeleteCallback | None = None,
+        on_part: DeleteCallback | None = None,
     ) -> DeleteSummary:
         """Delete many recordings: bulk (100 per call) where allowed, one by one otherwise.
 
@@ -281,23 +292,15 @@ class PostHogHook(BaseHook):
         rest of its life. A failure that concerns one id (a 500 ``recording_api_failure``,
         an error that outlived its retries) fails that id only. Errors that concern the
         whole run (authentication, a rate-limit wait over the cap, a spent call budget)
-        stop it and are raised; ``on_result`` has then seen every id that finished.
+        stop it and are raised; ``on_part`` has then seen every part that finished.
         """
         ids = endpoints.validate_recording_ids(recording_ids)
         summary = DeleteSummary()
-        report = on_result or (lambda *_: None)
 
         def record(part: DeleteSummary, chunk: list[str]) -> None:
             summary.add(part)
-            for recording_id in chunk:
-                if recording_id in part.failed:
-                    report(recording_id, "failed", part.failed[recording_id])
-                elif recording_id in part.gone:
-                    report(
-                        recording_id,
-                        "already_gone" if part.deleted == 0 and part.already_gone else "deleted",
-                        None,
-                    )
+            if on_part is not None:
+                on_part(part, chunk)
 
         remaining = (
             self._bulk_delete(ids, record, max_workers) if self._bulk_delete_supported is not False else ids

@@ -1,22 +1,41 @@
-"""What the three recordings operators share: connection, selection, reporting, results."""
+"""What the three recordings operators share: connection, selection, budgets, deferral,
+reporting and results.
+
+Every operator run follows the same path: validate everything (no request yet), do the
+work while keeping a small :class:`RunState` up to date, and when PostHog's rate budget
+runs out either defer until it returns (``deferrable=True``) or fail with the wait. A
+run that reaches its own limits (``max_api_calls``, ``max_runtime``) stops cleanly and
+reports how many recordings remain, so the next scheduled run continues.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowException, BaseOperator, BaseOperatorLink
+from airflow.providers.common.compat.sdk import AirflowException, BaseOperator, BaseOperatorLink, conf
 
-from airflow_provider_recordings.core.errors import PostHogConfigError
+from airflow_provider_recordings.core.errors import (
+    PostHogBudgetExhaustedError,
+    PostHogConfigError,
+    PostHogRateLimitError,
+)
 from airflow_provider_recordings.hooks.posthog import PostHogHook
+from airflow_provider_recordings.operators.resume import RunState
 from airflow_provider_recordings.operators.selection import Selection
+from airflow_provider_recordings.triggers.resume import PostHogBudgetTrigger
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
 #: XCom key under which operators leave the PostHog UI address for the extra link.
 REPLAY_URL_XCOM_KEY = "posthog_replay_url"
+
+#: Share of the run's time budget kept in reserve, so it stops before Airflow kills it.
+DEADLINE_RESERVE = 0.05
 
 
 class PostHogRecordingsLink(BaseOperatorLink):
@@ -53,6 +72,21 @@ def as_bool(name: str, value: Any) -> bool:
     raise PostHogConfigError(f"{name} must be true or false, got {value!r}")
 
 
+def as_seconds(name: str, value: Any) -> float | None:
+    """A duration given as a timedelta or a number of seconds (None: no limit)."""
+    if value in (None, ""):
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else None
+    if seconds is None:
+        try:
+            seconds = float(str(value).strip())
+        except ValueError:
+            seconds = None
+    if seconds is None or seconds <= 0:
+        raise PostHogConfigError(f"{name} must be a positive duration, got {value!r}")
+    return seconds
+
+
 class PostHogRecordingsBaseOperator(BaseOperator):
     """Base of the recordings operators; not meant to be used directly.
 
@@ -62,8 +96,18 @@ class PostHogRecordingsBaseOperator(BaseOperator):
         ``{"distinct_ids": ["user-1"], "date_from": "-90d"}``. Without ``date_from`` the
         selection covers all recordings, not PostHog's default last three days.
     :param max_workers: parallel requests (all share the hook's rate limiter).
-    :param report_path: where to write the JSON Lines audit trail (templated).
-    :param max_api_calls: stop after this many HTTP requests (leave budget for others).
+    :param report_path: where to write the JSON Lines audit trail (templated): a local
+        path or any URL Airflow's ``ObjectStoragePath`` understands.
+    :param max_api_calls: stop after this many HTTP requests in this run, leaving budget
+        for other jobs on the same key; the result says how many recordings remain.
+    :param max_runtime: stop cleanly (with ``remaining`` in the result) before this much
+        time has passed since the run started, deferrals included. Defaults to the
+        task's ``execution_timeout``.
+    :param fail_on_remaining: fail the task (after pushing the result) when it stopped
+        early with recordings left; by default it succeeds and the next run continues.
+    :param deferrable: when PostHog's rate budget is spent, wait in the triggerer and
+        resume where the run left off instead of failing. Defaults to
+        ``[operators] default_deferrable``.
     :param page_size: ``limit`` of each list call.
     :param posthog_conn_id: the ``posthog`` connection (templated).
     """
@@ -73,6 +117,9 @@ class PostHogRecordingsBaseOperator(BaseOperator):
     operator_extra_links = (PostHogRecordingsLink(),)
     ui_color = "#f9bd2b"
 
+    #: What the operator does to one recording, for messages ("deletions", ...).
+    noun = "operations"
+
     def __init__(
         self,
         *,
@@ -81,6 +128,9 @@ class PostHogRecordingsBaseOperator(BaseOperator):
         max_workers: int = 4,
         report_path: str | None = None,
         max_api_calls: int | None = None,
+        max_runtime: timedelta | float | None = None,
+        fail_on_remaining: bool = False,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         page_size: int = 1000,
         posthog_conn_id: str = PostHogHook.default_conn_name,
         **kwargs: Any,
@@ -91,43 +141,155 @@ class PostHogRecordingsBaseOperator(BaseOperator):
         self.max_workers = max_workers
         self.report_path = report_path
         self.max_api_calls = max_api_calls
+        self.max_runtime = max_runtime
+        self.fail_on_remaining = fail_on_remaining
+        self.deferrable = deferrable
         self.page_size = page_size
         self.posthog_conn_id = posthog_conn_id
 
     @cached_property
     def hook(self) -> PostHogHook:
-        return PostHogHook(
-            self.posthog_conn_id,
-            page_size=self.page_size,
-            max_api_calls=self.max_api_calls,
-        )
+        return PostHogHook(self.posthog_conn_id, page_size=self.page_size)
+
+    # -- To be provided by each operator --------------------------------------------------
+
+    def validate(self, context: Context) -> None:
+        """Check the operator's own parameters (raise before any request)."""
+
+    def start(self, context: Context, state: RunState) -> None:
+        """Fill a new run's state (e.g. fix the cutoff once for all deferrals)."""
+
+    def run(self, context: Context, state: RunState) -> None:
+        """Do (the rest of) the work, keeping ``state`` current as items finish."""
+        raise NotImplementedError
+
+    def result(self, state: RunState) -> dict[str, Any]:
+        """The operator-specific part of the XCom result."""
+        raise NotImplementedError
+
+    # -- The shared run ---------------------------------------------------------------------
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        return self._drive(context, None)
+
+    def execute_resume(
+        self, context: Context, event: dict[str, Any] | None = None, state: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Entry point after a deferral: the budget is back, go on from ``state``."""
+        waited = (event or {}).get("waited", 0.0)
+        self.log.info("Resuming after waiting %.0f s for PostHog's rate budget", waited)
+        return self._drive(context, state)
 
     def build_selection(self) -> Selection:
         """Validate the selection arguments (before any request); errors fail the task."""
-        as_int("max_workers", self.max_workers, minimum=1)
-        if self.max_api_calls is not None:
-            as_int("max_api_calls", self.max_api_calls, minimum=1)
         return Selection.build(self.recording_ids, self.filters)
 
-    def share_replay_url(self, context: Context) -> None:
+    def _check_common(self) -> None:
+        as_int("max_workers", self.max_workers, minimum=1)
+        if self.max_api_calls not in (None, ""):
+            as_int("max_api_calls", self.max_api_calls, minimum=1)
+        as_seconds("max_runtime", self.max_runtime)
+        as_bool("fail_on_remaining", self.fail_on_remaining)
+
+    def _new_state(self, context: Context) -> RunState:
+        state = RunState()
+        limit = as_seconds("max_runtime", self.max_runtime) or as_seconds(
+            "execution_timeout", self.execution_timeout
+        )
+        if limit is not None:
+            state.deadline = state.started_at + limit * (1 - DEADLINE_RESERVE)
+        self.start(context, state)
+        return state
+
+    def _limit_hook(self, state: RunState) -> None:
+        if self.max_api_calls not in (None, ""):
+            left = as_int("max_api_calls", self.max_api_calls, minimum=1) - state.api_calls
+            self.hook.max_api_calls = max(0, left)
+        self.hook.stop_after(state.seconds_left())
+
+    def _drive(self, context: Context, carried: dict[str, Any] | None) -> dict[str, Any]:
+        self._check_common()
+        self.validate(context)
+        self.build_selection()
+        state = RunState.from_dict(carried) if carried else self._new_state(context)
+        self.hook.config  # noqa: B018 - validates the connection before any request
+        if not carried:
+            self._share_replay_url(context)
+        self._limit_hook(state)
+        stopped: str | None = None
+        try:
+            self.run(context, state)
+        except PostHogRateLimitError as exc:
+            state.api_calls += self.hook.stats.requests
+            self._defer_for_budget(state, exc)
+            stopped = str(exc)
+        except PostHogBudgetExhaustedError as exc:
+            state.api_calls += self.hook.stats.requests
+            stopped = str(exc)
+        else:
+            state.api_calls += self.hook.stats.requests
+        return self._complete(context, state, stopped)
+
+    def _defer_for_budget(self, state: RunState, exc: PostHogRateLimitError) -> None:
+        """Defer until the budget returns; return only when the run must stop instead."""
+        wait = exc.retry_after
+        if not self.deferrable or wait is None:
+            raise exc
+        left = state.seconds_left()
+        if left is not None and wait >= left:
+            self.log.warning("The rate budget returns in %.0f s, after this run's time budget ends", wait)
+            return
+        state.deferrals += 1
+        self.log.info(
+            "PostHog's rate budget is spent (%s); deferring %.0f s (deferral %d). Progress so far: %s",
+            exc,
+            wait,
+            state.deferrals,
+            state.counts,
+        )
+        self.defer(
+            trigger=PostHogBudgetTrigger(resume_at=time.time() + wait, reason=str(exc)),
+            method_name="execute_resume",
+            kwargs={"state": state.to_dict()},
+        )
+
+    def _complete(self, context: Context, state: RunState, stopped: str | None) -> dict[str, Any]:
+        result = self.result(state)
+        result.update(
+            api_calls=state.api_calls,
+            remaining=state.remaining if stopped else 0,
+            deferrals=state.deferrals,
+            report_path=self.report_path,
+        )
+        self.log.info("Result: %s", result)
+        if stopped:
+            left = "an unknown number of" if state.remaining is None else str(state.remaining)
+            message = f"Stopped early ({stopped}); {left} recording(s) remain for the next run."
+            if as_bool("fail_on_remaining", self.fail_on_remaining):
+                context["ti"].xcom_push(key="return_value", value=result)
+                raise AirflowException(message)
+            self.log.warning("%s", message)
+        return self.finish(context, result, state.failed, state.failed_count)
+
+    def _share_replay_url(self, context: Context) -> None:
         config = self.hook.config
         url = f"{config.base_url}/project/{config.project_id}/replay/home"
         context["ti"].xcom_push(key=REPLAY_URL_XCOM_KEY, value=url)
 
     def finish(
-        self, context: Context, result: dict[str, Any], failed: dict[str, str], noun: str
+        self, context: Context, result: dict[str, Any], failed: dict[str, str], failed_count: int
     ) -> dict[str, Any]:
         """Return the result, or push it and fail the task when some ids failed.
 
         Failures never stop the other ids; the task fails at the end, naming counts and
-        the first ids, and a rerun finishes the job.
+        the first ids, and a rerun retries the failures.
         """
-        if not failed:
+        if not failed_count:
             return result
         context["ti"].xcom_push(key="return_value", value=result)
         first = sorted(failed)[:5]
         reasons = "; ".join(f"{i}: {failed[i]}" for i in first)
         raise AirflowException(
-            f"{len(failed)} of {result.get('matched', result.get('audited', '?'))} {noun} failed "
+            f"{failed_count} of {result.get('matched', '?')} {self.noun} failed "
             f"(first: {reasons}). The rest succeeded; rerunning the task retries the failures."
         )

@@ -14,30 +14,34 @@ from types import TracebackType
 from typing import IO, Any
 
 
-def _open_for_writing(target: str) -> IO[str]:
+def _open_for_writing(target: str, mode: str) -> IO[str]:
     if "://" not in target:
         path = Path(target).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
-        return path.open("w", encoding="utf-8")
+        return path.open(mode, encoding="utf-8")
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     storage_path = ObjectStoragePath(target)
     storage_path.parent.mkdir(parents=True, exist_ok=True)
-    return storage_path.open("w", encoding="utf-8")  # type: ignore[no-any-return]
+    return storage_path.open(mode, encoding="utf-8")  # type: ignore[no-any-return]
 
 
 class AuditReport:
-    """JSON Lines writer; a no-op when no ``report_path`` was configured."""
+    """JSON Lines writer; a no-op when no ``report_path`` was configured.
 
-    def __init__(self, target: str | None) -> None:
+    ``append`` continues the same report after a deferral.
+    """
+
+    def __init__(self, target: str | None, *, append: bool = False) -> None:
         self.target = target or None
+        self._mode = "a" if append else "w"
         self.lines = 0
         self._handle: IO[str] | None = None
         self._lock = threading.Lock()
 
     def __enter__(self) -> AuditReport:
         if self.target:
-            self._handle = _open_for_writing(self.target)
+            self._handle = _open_for_writing(self.target, self._mode)
         return self
 
     def write(self, **record: Any) -> None:

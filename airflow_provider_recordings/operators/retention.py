@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowException
 
+from airflow_provider_recordings.core.endpoints import DeleteSummary
 from airflow_provider_recordings.core.errors import PostHogConfigError
 from airflow_provider_recordings.core.recordings import is_ongoing, isoformat, parse_time
 from airflow_provider_recordings.operators.base import PostHogRecordingsBaseOperator, as_bool, as_int
 from airflow_provider_recordings.operators.progress import Progress
 from airflow_provider_recordings.operators.report import AuditReport
+from airflow_provider_recordings.operators.resume import RunState
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -92,7 +94,11 @@ class PostHogRecordingRetentionOperator(PostHogRecordingsBaseOperator):
 
     Returns (XCom) a summary: ``cutoff``, ``matched``, ``deleted``, ``already_gone``,
     ``failed``, ``failed_ids``, ``skipped_ongoing``, ``missing``, ``dry_run``,
-    ``api_calls``, ``report_path``.
+    ``api_calls``, ``remaining``, ``deferrals``, ``report_path``.
+
+    With ``deferrable=True`` a backlog larger than PostHog's rate budget is worked off
+    across deferrals: each pass lists what is still there (deleted recordings are gone,
+    so nothing is deleted twice) against the cutoff fixed by the first pass.
     """
 
     template_fields: Sequence[str] = (
@@ -125,66 +131,89 @@ class PostHogRecordingRetentionOperator(PostHogRecordingsBaseOperator):
         self.max_deletions = max_deletions
         self.ongoing_window = ongoing_window
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        now = datetime.now(UTC)
-        cutoff = resolve_cutoff(self.retention_days, self.cutoff, context, now)
+    noun = "deletions"
+
+    def validate(self, context: Context) -> None:
+        resolve_cutoff(self.retention_days, self.cutoff, context, datetime.now(UTC))
+        as_bool("dry_run", self.dry_run_mode)
+        self._max_deletions()
+
+    def _max_deletions(self) -> int | None:
+        if self.max_deletions in (None, ""):
+            return None
+        return as_int("max_deletions", self.max_deletions, minimum=0)
+
+    def start(self, context: Context, state: RunState) -> None:
+        # Fixed once: every pass after a deferral decides against the same cutoff.
+        cutoff = resolve_cutoff(self.retention_days, self.cutoff, context, datetime.now(UTC))
+        state.extra["cutoff"] = isoformat(cutoff)
+
+    def run(self, context: Context, state: RunState) -> None:
+        cutoff = parse_time(state.extra["cutoff"])
+        assert cutoff is not None
         selection = self.build_selection()
         dry_run = as_bool("dry_run", self.dry_run_mode)
-        max_deletions = (
-            None
-            if self.max_deletions in (None, "")
-            else as_int("max_deletions", self.max_deletions, minimum=0)
-        )
-        self.hook.config  # noqa: B018 - validates the connection before any request
-        self.share_replay_url(context)
-
         self.log.info("Selecting %s that ended before %s", selection.describe(), isoformat(cutoff))
-        plan = self.plan(selection, cutoff, now)
+        plan = self.plan(selection, cutoff, datetime.now(UTC), exclude=set(state.failed))
+        processed = state.count("deleted") + state.count("already_gone") + state.failed_count
+        state.extra["skipped_ongoing"] = len(plan.skipped_ongoing)
+        state.extra["missing"] = max(0, len(plan.missing) - processed) if selection.is_explicit else 0
         self.log.info(
             "Selected %d recording(s) to delete; %d skipped as ongoing; %d list call(s)",
             len(plan.selected),
             len(plan.skipped_ongoing),
             self.hook.stats.requests,
         )
-        if max_deletions is not None and len(plan.selected) > max_deletions and not dry_run:
+        max_deletions = self._max_deletions()
+        if max_deletions is not None and processed + len(plan.selected) > max_deletions and not dry_run:
             raise AirflowException(
-                f"{len(plan.selected)} recordings match the policy, more than max_deletions={max_deletions}; "
-                "nothing was deleted. Check the policy, then raise max_deletions or run with dry_run=True."
+                f"{processed + len(plan.selected)} recordings match the policy, more than "
+                f"max_deletions={max_deletions}; nothing was deleted. Check the policy, then raise "
+                "max_deletions or run with dry_run=True."
             )
-        with AuditReport(self.report_path) as report:
-            for recording_id, (start, end) in plan.skipped_ongoing.items():
-                report.write(id=recording_id, start_time=start, end_time=end, action="skip", result="ongoing")
+        with AuditReport(self.report_path, append=state.deferrals > 0) as report:
+            if state.deferrals == 0:
+                for recording_id, (start, end) in plan.skipped_ongoing.items():
+                    report.write(
+                        id=recording_id, start_time=start, end_time=end, action="skip", result="ongoing"
+                    )
             if dry_run:
+                state.extra["would_delete"] = len(plan.selected)
                 for recording_id, (start, end) in plan.selected.items():
                     report.write(
                         id=recording_id, start_time=start, end_time=end, action="delete", result="dry_run"
                     )
-                summary: dict[str, Any] = {"deleted": 0, "already_gone": 0, "failed": {}}
                 self.log.info("Dry run: %d recording(s) would be deleted; nothing was.", len(plan.selected))
-            else:
-                summary = self.delete(plan, report)
-        result = {
-            "cutoff": isoformat(cutoff),
-            "matched": len(plan.selected),
-            "deleted": summary["deleted"],
-            "already_gone": summary["already_gone"],
-            "failed": len(summary["failed"]),
-            "failed_ids": sorted(summary["failed"])[:100],
-            "skipped_ongoing": len(plan.skipped_ongoing),
-            "missing": len(plan.missing),
-            "dry_run": dry_run,
-            "api_calls": self.hook.stats.requests,
-            "report_path": self.report_path,
-        }
-        self.log.info("Retention result: %s", result)
-        return self.finish(context, result, summary["failed"], "deletions")
+                return
+            self.delete(plan, report, state)
 
-    def plan(self, selection: Selection, cutoff: datetime, now: datetime) -> RetentionPlan:
-        """List the selection once and decide every recording's fate."""
+    def result(self, state: RunState) -> dict[str, Any]:
+        dry_run = as_bool("dry_run", self.dry_run_mode)
+        done = state.count("deleted") + state.count("already_gone") + state.failed_count
+        return {
+            "cutoff": state.extra.get("cutoff"),
+            "matched": state.extra.get("would_delete", 0) if dry_run else done + (state.remaining or 0),
+            "deleted": state.count("deleted"),
+            "already_gone": state.count("already_gone"),
+            "failed": state.failed_count,
+            "failed_ids": sorted(state.failed),
+            "skipped_ongoing": state.extra.get("skipped_ongoing", 0),
+            "missing": state.extra.get("missing", 0),
+            "dry_run": dry_run,
+        }
+
+    def plan(
+        self, selection: Selection, cutoff: datetime, now: datetime, *, exclude: set[str] | None = None
+    ) -> RetentionPlan:
+        """List the selection once and decide every recording's fate.
+
+        ``exclude`` holds ids that already failed in this run (after a deferral they
+        are not retried again: a rerun of the task does that).
+        """
         plan = RetentionPlan(cutoff=cutoff)
         for recording in selection.iter_recordings(self.hook, date_to=isoformat(cutoff)):
             end_time = parse_time(recording.get("end_time"))
-            if end_time is None or end_time >= cutoff:
+            if end_time is None or end_time >= cutoff or recording["id"] in (exclude or ()):
                 continue
             times = (recording.get("start_time"), recording.get("end_time"))
             if is_ongoing(recording, now, self.ongoing_window):
@@ -194,25 +223,32 @@ class PostHogRecordingRetentionOperator(PostHogRecordingsBaseOperator):
         plan.missing = list(selection.missing_ids)
         return plan
 
-    def delete(self, plan: RetentionPlan, report: AuditReport) -> dict[str, Any]:
+    def delete(self, plan: RetentionPlan, report: AuditReport, state: RunState) -> None:
         progress = Progress(self.log, "Deleted", len(plan.selected))
+        state.remaining = len(plan.selected)
 
-        def record(recording_id: str, outcome: str, reason: str | None) -> None:
-            start, end = plan.selected.get(recording_id, (None, None))
-            report.write(
-                id=recording_id,
-                start_time=start,
-                end_time=end,
-                action="delete",
-                result=outcome,
-                reason=reason,
-            )
-            progress.advance()
+        def record(part: DeleteSummary, chunk: list[str]) -> None:
+            state.add("deleted", part.deleted)
+            state.add("already_gone", part.already_gone)
+            for failed_id, failure in part.failed.items():
+                state.fail(failed_id, failure)
+            state.remaining = (state.remaining or 0) - len(chunk)
+            for recording_id in chunk:
+                start, end = plan.selected.get(recording_id, (None, None))
+                outcome, reason = part.outcome(recording_id)
+                report.write(
+                    id=recording_id,
+                    start_time=start,
+                    end_time=end,
+                    action="delete",
+                    result=outcome,
+                    reason=reason,
+                )
+            progress.advance(len(chunk))
 
-        summary = self.hook.delete_recordings(
+        self.hook.delete_recordings(
             list(plan.selected),
             max_workers=as_int("max_workers", self.max_workers, minimum=1),
-            on_result=record,
+            on_part=record,
         )
         progress.finish()
-        return {"deleted": summary.deleted, "already_gone": summary.already_gone, "failed": summary.failed}

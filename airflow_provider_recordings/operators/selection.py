@@ -150,3 +150,21 @@ class Selection:
                 found.add(recording["id"])
                 yield recording
         self.missing_ids = self.find_missing(found)
+
+
+def keyed_targets(selection: Selection, hook: PostHogHook) -> list[tuple[str, tuple[str, dict[str, Any]]]]:
+    """The selection as ``(key, (id, details))`` in a stable processing order.
+
+    Explicit ids keep their given order and are not looked up (a call saved per page;
+    unknown ids show up as 404s). A query is listed once and ordered by start time
+    and id, so a run resumed after a deferral can skip what it already did by key.
+    """
+    if selection.recording_ids is not None:
+        return [
+            (f"{index:010d}", (recording_id, {}))
+            for index, recording_id in enumerate(selection.recording_ids)
+        ]
+    return [
+        (f"{recording.get('start_time') or ''}|{recording['id']}", (recording["id"], recording))
+        for recording in selection.iter_recordings(hook)
+    ]

@@ -21,6 +21,8 @@ from airflow_provider_recordings.core.parallel import run_each
 from airflow_provider_recordings.operators.base import PostHogRecordingsBaseOperator, as_bool, as_int
 from airflow_provider_recordings.operators.progress import Progress
 from airflow_provider_recordings.operators.report import AuditReport
+from airflow_provider_recordings.operators.resume import Checkpoint, RunState
+from airflow_provider_recordings.operators.selection import keyed_targets
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -59,8 +61,9 @@ class PostHogSharingAuditOperator(PostHogRecordingsBaseOperator):
     :class:`~airflow_provider_recordings.operators.base.PostHogRecordingsBaseOperator`;
     the default selection is every recording the key can see.
 
-    Returns (XCom): ``audited``, ``shared``, ``disabled``, ``still_shared``, ``missing``,
-    ``failed``, ``failed_ids``, ``shared_recording_ids``, ``api_calls``, ``report_path``.
+    Returns (XCom): ``audited``, ``matched``, ``shared``, ``disabled``, ``still_shared``,
+    ``missing``, ``failed``, ``failed_ids``, ``shared_recording_ids``, ``api_calls``,
+    ``remaining``, ``deferrals``, ``report_path``.
     Access tokens never appear in logs, XCom or the report; the report's ``link`` keeps
     at most the token's last four characters.
     """
@@ -78,97 +81,104 @@ class PostHogSharingAuditOperator(PostHogRecordingsBaseOperator):
         self.disable_shared = disable_shared
         self.fail_on_shared = fail_on_shared
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        disable = as_bool("disable_shared", self.disable_shared)
-        gate = as_bool("fail_on_shared", self.fail_on_shared)
-        selection = self.build_selection()
-        max_workers = as_int("max_workers", self.max_workers, minimum=1)
-        base_url = self.hook.config.base_url
-        self.share_replay_url(context)
+    noun = "sharing checks"
 
-        if selection.recording_ids is not None:
-            ids = list(selection.recording_ids)
-        else:
-            ids = [r["id"] for r in selection.iter_recordings(self.hook)]
+    def validate(self, context: Context) -> None:
+        as_bool("disable_shared", self.disable_shared)
+        as_bool("fail_on_shared", self.fail_on_shared)
+
+    def run(self, context: Context, state: RunState) -> None:
+        disable = as_bool("disable_shared", self.disable_shared)
+        base_url = self.hook.config.base_url
+        checkpoint = Checkpoint(state)
+        todo = checkpoint.todo(keyed_targets(self.build_selection(), self.hook))
+        state.remaining = len(todo)
+        keys = {recording_id: key for key, (recording_id, _) in todo}
+        shared: list[str] = state.extra.setdefault("shared_ids", [])
+        disabled: list[str] = state.extra.setdefault("disabled_ids", [])
         self.log.info(
-            "Auditing sharing of %d recording(s)%s", len(ids), " (disabling public links)" if disable else ""
+            "Auditing sharing of %d recording(s)%s", len(todo), " (disabling public links)" if disable else ""
         )
-        progress = Progress(self.log, "Audited", len(ids))
-        shared: list[str] = []
-        disabled: list[str] = []
-        missing: list[str] = []
-        failed: dict[str, str] = {}
+        progress = Progress(self.log, "Audited", len(todo))
 
         def audit(recording_id: str) -> SharingState:
             config = self.hook.get_sharing(recording_id)
-            state = SharingState(
+            state_now = SharingState(
                 enabled=bool(config.get("enabled")),
                 created_at=config.get("created_at"),
                 link=masked_link(base_url, config.get("access_token")),
             )
-            if state.enabled and disable:
+            if state_now.enabled and disable:
                 self.hook.set_sharing(recording_id, False)
                 after = self.hook.get_sharing(recording_id)
-                state = SharingState(True, state.created_at, state.link, disabled=not after.get("enabled"))
-            return state
+                state_now = SharingState(
+                    True, state_now.created_at, state_now.link, disabled=not after.get("enabled")
+                )
+            return state_now
 
-        with AuditReport(self.report_path) as report:
+        with AuditReport(self.report_path, append=state.deferrals > 0) as report:
 
-            def record(recording_id: str, state: SharingState | None, exc: BaseException | None) -> None:
+            def record(recording_id: str, found: SharingState | None, exc: BaseException | None) -> None:
+                state.remaining = (state.remaining or 0) - 1
+                checkpoint.done(keys[recording_id])
                 progress.advance()
                 if isinstance(exc, PostHogNotFoundError):
-                    missing.append(recording_id)
+                    state.add("missing")
                     report.write(id=recording_id, action="audit", result="missing")
                     return
-                if exc is not None or state is None:
-                    failed[recording_id] = str(exc)
+                if exc is not None or found is None:
+                    state.fail(recording_id, str(exc))
                     report.write(id=recording_id, action="audit", result="failed", reason=str(exc))
                     return
-                if state.enabled:
+                state.add("audited")
+                result = "disabled" if found.disabled else ("shared" if found.enabled else "private")
+                if found.enabled:
                     shared.append(recording_id)
-                    self.log.warning("Recording %s is publicly shared (link %s)", recording_id, state.link)
-                if state.disabled:
+                    self.log.warning("Recording %s is publicly shared (link %s)", recording_id, found.link)
+                if found.disabled:
                     disabled.append(recording_id)
-                result = "disabled" if state.disabled else ("shared" if state.enabled else "private")
-                if state.enabled and disable and not state.disabled:
-                    failed[recording_id] = "sharing was still enabled after disabling it"
+                elif found.enabled and disable:
+                    state.fail(recording_id, "sharing was still enabled after disabling it")
                     result = "failed"
                 report.write(
                     id=recording_id,
-                    enabled=state.enabled,
-                    created_at=state.created_at,
-                    link=state.link if state.enabled else None,
-                    action="disable" if state.enabled and disable else "audit",
+                    enabled=found.enabled,
+                    created_at=found.created_at,
+                    link=found.link if found.enabled else None,
+                    action="disable" if found.enabled and disable else "audit",
                     result=result,
                 )
 
-            run_each(ids, audit, record, max_workers=max_workers)
+            run_each(
+                list(keys), audit, record, max_workers=as_int("max_workers", self.max_workers, minimum=1)
+            )
         progress.finish()
-        still_shared = sorted(set(shared) - set(disabled))
-        result = {
-            "audited": len(ids) - len(missing) - len(failed),
+
+    def result(self, state: RunState) -> dict[str, Any]:
+        shared = sorted(set(state.extra.get("shared_ids", [])))
+        disabled = set(state.extra.get("disabled_ids", []))
+        return {
+            "audited": state.count("audited"),
+            "matched": state.count("audited")
+            + state.count("missing")
+            + state.failed_count
+            + (state.remaining or 0),
             "shared": len(shared),
             "disabled": len(disabled),
-            "still_shared": len(still_shared),
-            "missing": len(missing),
-            "failed": len(failed),
-            "failed_ids": sorted(failed)[:100],
-            "shared_recording_ids": sorted(shared),
-            "api_calls": self.hook.stats.requests,
-            "report_path": self.report_path,
+            "still_shared": len(set(shared) - disabled),
+            "missing": state.count("missing"),
+            "failed": state.failed_count,
+            "failed_ids": sorted(state.failed),
+            "shared_recording_ids": shared,
         }
-        self.log.info(
-            "Sharing audit: %d audited, %d shared, %d disabled, %d still shared, %d failed",
-            result["audited"],
-            result["shared"],
-            result["disabled"],
-            result["still_shared"],
-            result["failed"],
-        )
-        if gate and still_shared:
+
+    def _complete(self, context: Context, state: RunState, stopped: str | None) -> dict[str, Any]:
+        result = super()._complete(context, state, stopped)
+        if as_bool("fail_on_shared", self.fail_on_shared) and result["still_shared"]:
+            still = sorted(set(result["shared_recording_ids"]) - set(state.extra.get("disabled_ids", [])))
             context["ti"].xcom_push(key="return_value", value=result)
             raise AirflowException(
-                f"{len(still_shared)} recording(s) remain publicly shared: {', '.join(still_shared[:10])}"
-                + (" ..." if len(still_shared) > 10 else "")
+                f"{len(still)} recording(s) remain publicly shared: {', '.join(still[:10])}"
+                + (" ..." if len(still) > 10 else "")
             )
-        return self.finish(context, result, failed, "sharing checks")
+        return result

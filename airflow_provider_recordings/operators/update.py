@@ -21,6 +21,8 @@ from airflow_provider_recordings.core.parallel import run_each
 from airflow_provider_recordings.operators.base import PostHogRecordingsBaseOperator, as_int
 from airflow_provider_recordings.operators.progress import Progress
 from airflow_provider_recordings.operators.report import AuditReport
+from airflow_provider_recordings.operators.resume import Checkpoint, RunState
+from airflow_provider_recordings.operators.selection import keyed_targets
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -52,7 +54,7 @@ class PostHogBulkUpdateRecordingsOperator(PostHogRecordingsBaseOperator):
     listed first, then patched.
 
     Returns (XCom): ``matched``, ``updated``, ``missing``, ``failed``, ``failed_ids``,
-    ``api_calls``, ``report_path``.
+    ``api_calls``, ``remaining``, ``deferrals``, ``report_path``.
     """
 
     template_fields: Sequence[str] = (*PostHogRecordingsBaseOperator.template_fields, "update")
@@ -64,23 +66,23 @@ class PostHogBulkUpdateRecordingsOperator(PostHogRecordingsBaseOperator):
             parse_update(update)
         self.update = update
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    noun = "updates"
+
+    def validate(self, context: Context) -> None:
+        parse_update(self.update)
+
+    def run(self, context: Context, state: RunState) -> None:
         fields = parse_update(self.update)
-        selection = self.build_selection()
-        max_workers = as_int("max_workers", self.max_workers, minimum=1)
-        self.hook.config  # noqa: B018 - validates the connection before any request
-        self.share_replay_url(context)
+        targets = keyed_targets(self.build_selection(), self.hook)
+        checkpoint = Checkpoint(state)
+        todo = checkpoint.todo(targets)
+        state.remaining = len(todo)
+        self.log.info("Updating %d recording(s) with %s", len(todo), sorted(fields))
+        progress = Progress(self.log, "Updated", len(todo))
+        keys = {recording_id: key for key, (recording_id, _) in todo}
+        details = dict(item for _, item in todo)
 
-        if selection.recording_ids is not None:
-            targets: dict[str, dict[str, Any]] = {i: {} for i in selection.recording_ids}
-        else:
-            targets = {r["id"]: r for r in selection.iter_recordings(self.hook)}
-        self.log.info("Updating %d recording(s) with %s", len(targets), sorted(fields))
-        progress = Progress(self.log, "Updated", len(targets))
-        counts = {"updated": 0, "missing": 0}
-        failed: dict[str, str] = {}
-
-        with AuditReport(self.report_path) as report:
+        with AuditReport(self.report_path, append=state.deferrals > 0) as report:
 
             def record(recording_id: str, _: Any, exc: BaseException | None) -> None:
                 if exc is None:
@@ -89,10 +91,10 @@ class PostHogBulkUpdateRecordingsOperator(PostHogRecordingsBaseOperator):
                     outcome = "missing"
                 else:
                     outcome = "failed"
-                    failed[recording_id] = str(exc)
+                    state.fail(recording_id, str(exc))
                 if outcome != "failed":
-                    counts[outcome] += 1
-                recording = targets[recording_id]
+                    state.add(outcome)
+                recording = details[recording_id]
                 report.write(
                     id=recording_id,
                     start_time=recording.get("start_time"),
@@ -101,23 +103,24 @@ class PostHogBulkUpdateRecordingsOperator(PostHogRecordingsBaseOperator):
                     result=outcome,
                     reason=None if exc is None else str(exc),
                 )
+                state.remaining = (state.remaining or 0) - 1
+                checkpoint.done(keys[recording_id])
                 progress.advance()
 
             run_each(
-                list(targets),
+                list(keys),
                 lambda recording_id: self.hook.update_recording(recording_id, **fields),
                 record,
-                max_workers=max_workers,
+                max_workers=as_int("max_workers", self.max_workers, minimum=1),
             )
         progress.finish()
-        result = {
-            "matched": len(targets),
-            "updated": counts["updated"],
-            "missing": counts["missing"],
-            "failed": len(failed),
-            "failed_ids": sorted(failed)[:100],
-            "api_calls": self.hook.stats.requests,
-            "report_path": self.report_path,
+
+    def result(self, state: RunState) -> dict[str, Any]:
+        done = state.count("updated") + state.count("missing") + state.failed_count
+        return {
+            "matched": done + (state.remaining or 0),
+            "updated": state.count("updated"),
+            "missing": state.count("missing"),
+            "failed": state.failed_count,
+            "failed_ids": sorted(state.failed),
         }
-        self.log.info("Bulk update result: %s", result)
-        return self.finish(context, result, failed, "updates")

@@ -355,10 +355,13 @@ def test_bulk_delete_falls_back_to_single_deletes_and_remembers(
     ids = emulator.seed(30, days=5)
     hook = make_hook(sleeps, seeded_policy)
     results = []
-    summary = hook.delete_recordings(ids[:20], max_workers=4, on_result=lambda *r: results.append(r))
+
+    def on_part(part, chunk):
+        results.extend(part.outcome(i)[0] for i in chunk)
+
+    summary = hook.delete_recordings(ids[:20], max_workers=4, on_part=on_part)
     assert summary.deleted == 20
-    assert len(results) == 20
-    assert {r[1] for r in results} == {"deleted"}
+    assert results == ["deleted"] * 20
     hook.delete_recordings(ids[20:])
     posts = [r for r in emulator.requests if r.method == "POST"]
     deletes = [r for r in emulator.requests if r.method == "DELETE"]

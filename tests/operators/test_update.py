@@ -32,6 +32,8 @@ def test_explicit_ids_with_a_missing_one(emulator, posthog_conn, run_operator, t
         "failed": 0,
         "failed_ids": [],
         "api_calls": 26,
+        "remaining": 0,
+        "deferrals": 0,
         "report_path": str(report),
     }
     assert all(emulator.get(i)["viewed"] for i in ids)

@@ -59,7 +59,10 @@ def test_success_after_the_recording_stops(emulator, posthog_conn, clock):
     trigger = PostHogOngoingRecordingsTrigger("posthog_default", recording_ids=[live], poke_interval=0.05)
 
     async def recording_ends():
-        await asyncio.sleep(0.3)
+        # Let the trigger see the recording ongoing at least once, then let it end.
+        while not [r for r in emulator.requests if r.method == "GET"]:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)
         clock.advance(400)
 
     [event] = collect(trigger, during=recording_ends)
