@@ -229,3 +229,15 @@ def _rate_limits(extras: Mapping[str, Any]) -> RateLimits:
         list_per_hour=_positive_number(extras, "list_rate_limit_per_hour", list_hour, integer=True),
         time_scale=_positive_number(extras, "rate_limit_time_scale", 1.0, integer=False),
     )
+
+
+def config_from_connection(conn_id: str, conn: Any) -> ClientConfig:
+    """:func:`build_client_config` from an Airflow ``Connection`` object."""
+    return build_client_config(
+        conn_id=conn_id,
+        host=conn.host,
+        password=conn.password,
+        extra=conn.extra_dejson,
+        schema=conn.schema,
+        port=conn.port,
+    )

@@ -91,20 +91,3 @@ def budget_exceeded_error(wait: float, kind: str, limits: RateLimits) -> PostHog
         f"the client-side rate budget ({budget}) is spent; the next call is possible in {wait:.0f} s",
         retry_after=wait,
     )
-
-
-def acquire(limiter: RateLimiter, kind: str, *, sleep: Callable[[float], None], max_wait: float) -> float:
-    """Block until a call of ``kind`` fits the budget; return the seconds waited.
-
-    A wait longer than ``max_wait`` is not slept: the caller gets a rate-limit error
-    with the wait, so a worker slot is never held for an hour.
-    """
-    waited = 0.0
-    while True:
-        wait = limiter.try_acquire(kind)
-        if wait <= 0:
-            return waited
-        if wait > max_wait:
-            raise budget_exceeded_error(wait, kind, limiter.limits)
-        sleep(wait)
-        waited += wait

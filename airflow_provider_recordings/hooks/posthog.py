@@ -22,22 +22,20 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_recordings.core import endpoints
-from airflow_provider_recordings.core.config import ClientConfig, build_client_config
+from airflow_provider_recordings.core.client import ClientCore
+from airflow_provider_recordings.core.config import ClientConfig, config_from_connection
 from airflow_provider_recordings.core.endpoints import DeleteSummary
 from airflow_provider_recordings.core.errors import (
     PostHogApiError,
     PostHogBadRequestError,
-    PostHogBudgetExhaustedError,
     PostHogError,
     PostHogNotFoundError,
-    PostHogRateLimitError,
     PostHogRecordingApiFailure,
-    PostHogTransportError,
 )
 from airflow_provider_recordings.core.pagination import DEFAULT_PAGE_SIZE, RecordingPager
 from airflow_provider_recordings.core.parallel import run_each
-from airflow_provider_recordings.core.protocol import LIST, ApiRequest, interpret, request_headers
-from airflow_provider_recordings.core.ratelimit import RateLimiter, acquire
+from airflow_provider_recordings.core.protocol import LIST, ApiRequest, request_headers
+from airflow_provider_recordings.core.ratelimit import RateLimiter
 from airflow_provider_recordings.core.retry import RetryPolicy
 from airflow_provider_recordings.core.stats import CallStats
 
@@ -52,10 +50,8 @@ DeleteCallback = Callable[[DeleteSummary, list[str]], None]
 class _Client:
     """Everything built from the connection, created once per hook on first use."""
 
-    config: ClientConfig
+    core: ClientCore
     session: requests.Session
-    limiter: RateLimiter
-    policy: RetryPolicy
 
 
 class PostHogHook(BaseHook):
@@ -104,7 +100,7 @@ class PostHogHook(BaseHook):
             raise ValueError(f"page_size must be at least 1, got {page_size}")
         self.posthog_conn_id = posthog_conn_id
         self.page_size = page_size
-        self.max_api_calls = max_api_calls
+        self._max_api_calls = max_api_calls
         self.stats = CallStats()
         self._max_retry_wait = max_retry_wait
         self._retry_policy = retry_policy
@@ -115,7 +111,17 @@ class PostHogHook(BaseHook):
         self._client_state: _Client | None = None
         self._bulk_delete_supported: bool | None = None
         self._bulk_chunk_size: int | None = None
-        self._stop_at: float | None = None
+
+    @property
+    def max_api_calls(self) -> int | None:
+        """Requests this hook may still send in total (None: no limit)."""
+        return self._max_api_calls
+
+    @max_api_calls.setter
+    def max_api_calls(self, value: int | None) -> None:
+        self._max_api_calls = value
+        if self._client_state is not None:
+            self._client_state.core.max_api_calls = value
 
     def stop_after(self, seconds: float | None) -> None:
         """Refuse to start any call once ``seconds`` have passed (a run's time budget).
@@ -123,14 +129,14 @@ class PostHogHook(BaseHook):
         Calls past it raise :class:`PostHogBudgetExhaustedError`, which operators turn
         into a clean stop that reports what remains.
         """
-        self._stop_at = None if seconds is None else self._clock() + seconds
+        self._client().core.stop_at = None if seconds is None else self._clock() + seconds
 
     # -- Connection --------------------------------------------------------------------
 
     @property
     def config(self) -> ClientConfig:
         """The validated connection settings (read once; raises before any request)."""
-        return self._client().config
+        return self._client().core.config
 
     def _client(self) -> _Client:
         with self._lock:
@@ -142,15 +148,7 @@ class PostHogHook(BaseHook):
         import requests
         from requests.adapters import HTTPAdapter
 
-        conn = self.get_connection(self.posthog_conn_id)
-        config = build_client_config(
-            conn_id=self.posthog_conn_id,
-            host=conn.host,
-            password=conn.password,
-            extra=conn.extra_dejson,
-            schema=conn.schema,
-            port=conn.port,
-        )
+        config = config_from_connection(self.posthog_conn_id, self.get_connection(self.posthog_conn_id))
         _mask(config.api_key)
         session = requests.Session()
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=32, max_retries=0)
@@ -159,7 +157,9 @@ class PostHogHook(BaseHook):
         policy = self._retry_policy or RetryPolicy(max_attempts=config.max_attempts)
         policy.max_wait = self.max_retry_wait(config)
         limiter = self._rate_limiter or RateLimiter(config.rate_limits, clock=self._clock)
-        return _Client(config=config, session=session, limiter=limiter, policy=policy)
+        core = ClientCore(config, policy, limiter, stats=self.stats, clock=self._clock)
+        core.max_api_calls = self._max_api_calls
+        return _Client(core=core, session=session)
 
     def max_retry_wait(self, config: ClientConfig | None = None) -> float:
         """Longest single wait this hook sleeps (argument, else the connection's extra)."""
@@ -169,7 +169,7 @@ class PostHogHook(BaseHook):
 
     @property
     def limiter(self) -> RateLimiter:
-        return self._client().limiter
+        return self._client().core.limiter
 
     # -- Transport ---------------------------------------------------------------------
 
@@ -180,26 +180,18 @@ class PostHogHook(BaseHook):
         client = self._client()
         retrying = Retrying(
             sleep=self._sleep,
-            before_sleep=lambda state: self._before_retry(request, state),
-            **client.policy.tenacity_kwargs(),
+            before_sleep=lambda state: client.core.before_retry(request, state, self.log),
+            **client.core.policy.tenacity_kwargs(),
         )
         return retrying(self._attempt, client, request)
 
     def _attempt(self, client: _Client, request: ApiRequest) -> Any:
         import requests
 
-        if self.max_api_calls is not None and self.stats.requests >= self.max_api_calls:
-            raise PostHogBudgetExhaustedError(
-                f"this task's call budget (max_api_calls={self.max_api_calls}) is spent"
-            )
-        if self._stop_at is not None and self._clock() >= self._stop_at:
-            raise PostHogBudgetExhaustedError("this task's time budget (max_runtime) is spent")
-        waited = acquire(client.limiter, request.kind, sleep=self._sleep, max_wait=client.policy.max_wait)
-        if waited:
-            self.stats.waited(waited)
-        self.stats.count("requests")
-        self.stats.count(f"kind:{request.method} {request.kind}")
-        config = client.config
+        core = client.core
+        while (wait := core.wait_before(request)) > 0:
+            self._sleep(wait)
+        config = core.config
         started = self._clock()
         try:
             response = client.session.request(
@@ -212,30 +204,10 @@ class PostHogHook(BaseHook):
             )
             body = response.content
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-            raise PostHogTransportError(
-                f"{request.describe(config)}: no answer ({type(exc).__name__})"
-            ) from None
+            raise core.transport_error(request, exc) from None
         finally:
-            client.limiter.observe_latency(self._clock() - started)
-        if response.status_code == 429:
-            self.stats.count("throttled")
-        return interpret(request, config, response.status_code, response.headers, body)
-
-    def _before_retry(self, request: ApiRequest, state: Any) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        wait = state.next_action.sleep if state.next_action else 0.0
-        self.stats.count("retries")
-        client = self._client()
-        if isinstance(exc, PostHogRateLimitError):
-            client.limiter.pause(wait)
-        self.log.warning(
-            "%s failed (attempt %d of %d); retrying in %.1f s: %s",
-            request.describe(client.config),
-            state.attempt_number,
-            client.policy.max_attempts,
-            wait,
-            exc,
-        )
+            core.took(self._clock() - started)
+        return core.answer(request, response.status_code, response.headers, body)
 
     # -- Recordings --------------------------------------------------------------------
 
@@ -396,7 +368,7 @@ class PostHogHook(BaseHook):
         """
         try:
             client = self._client()
-            config = client.config
+            config = client.core.config
             self._attempt(client, ApiRequest("GET", params=(("limit", "1"), ("date_from", "-1d")), kind=LIST))
         except PostHogApiError as exc:
             return False, f"PostHog answered {exc.status}: {exc.detail or exc}"

@@ -12,14 +12,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from airflow_provider_recordings.core.client import ClientCore
 from airflow_provider_recordings.core.config import ClientConfig
 from airflow_provider_recordings.core.endpoints import validate_list_params
-from airflow_provider_recordings.core.errors import PostHogRateLimitError, PostHogTransportError
 from airflow_provider_recordings.core.pagination import DEFAULT_PAGE_SIZE, RecordingPager
-from airflow_provider_recordings.core.protocol import ApiRequest, interpret, request_headers
-from airflow_provider_recordings.core.ratelimit import RateLimiter, budget_exceeded_error
+from airflow_provider_recordings.core.protocol import ApiRequest, request_headers
+from airflow_provider_recordings.core.ratelimit import RateLimiter
 from airflow_provider_recordings.core.retry import RetryPolicy
-from airflow_provider_recordings.core.stats import CallStats
 
 
 class AsyncPostHogClient:
@@ -37,12 +36,12 @@ class AsyncPostHogClient:
     ) -> None:
         import httpx
 
+        policy = retry_policy or RetryPolicy(max_attempts=config.max_attempts)
+        policy.max_wait = config.max_retry_wait
+        self.core = ClientCore(config, policy, RateLimiter(config.rate_limits, clock=clock), clock=clock)
         self.config = config
+        self.stats = self.core.stats
         self.page_size = page_size
-        self.stats = CallStats()
-        self._policy = retry_policy or RetryPolicy(max_attempts=config.max_attempts)
-        self._policy.max_wait = config.max_retry_wait
-        self._limiter = RateLimiter(config.rate_limits, clock=clock)
         self._sleep = sleep
         self._clock = clock
         self._log = log
@@ -66,24 +65,16 @@ class AsyncPostHogClient:
 
         retrying = AsyncRetrying(
             sleep=self._sleep,
-            before_sleep=lambda state: self._before_retry(request, state),
-            **self._policy.tenacity_kwargs(),
+            before_sleep=lambda state: self.core.before_retry(request, state, self._log),
+            **self.core.policy.tenacity_kwargs(),
         )
         return await retrying(self._attempt, request)
-
-    async def _acquire(self, kind: str) -> None:
-        while (wait := self._limiter.try_acquire(kind)) > 0:
-            if wait > self._policy.max_wait:
-                raise budget_exceeded_error(wait, kind, self._limiter.limits)
-            self.stats.waited(wait)
-            await self._sleep(wait)
 
     async def _attempt(self, request: ApiRequest) -> Any:
         import httpx
 
-        await self._acquire(request.kind)
-        self.stats.count("requests")
-        self.stats.count(f"kind:{request.method} {request.kind}")
+        while (wait := self.core.wait_before(request)) > 0:
+            await self._sleep(wait)
         started = self._clock()
         try:
             response = await self._http.request(
@@ -93,30 +84,10 @@ class AsyncPostHogClient:
                 headers=request_headers(self.config, request.json_body is not None),
             )
         except httpx.TransportError as exc:
-            raise PostHogTransportError(
-                f"{request.describe(self.config)}: no answer ({type(exc).__name__})"
-            ) from None
+            raise self.core.transport_error(request, exc) from None
         finally:
-            self._limiter.observe_latency(self._clock() - started)
-        if response.status_code == 429:
-            self.stats.count("throttled")
-        return interpret(request, self.config, response.status_code, response.headers, response.content)
-
-    def _before_retry(self, request: ApiRequest, state: Any) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        wait = state.next_action.sleep if state.next_action else 0.0
-        self.stats.count("retries")
-        if isinstance(exc, PostHogRateLimitError):
-            self._limiter.pause(wait)
-        if self._log is not None:
-            self._log.warning(
-                "%s failed (attempt %d of %d); retrying in %.1f s: %s",
-                request.describe(self.config),
-                state.attempt_number,
-                self._policy.max_attempts,
-                wait,
-                exc,
-            )
+            self.core.took(self._clock() - started)
+        return self.core.answer(request, response.status_code, response.headers, response.content)
 
     async def iter_recordings(self, **params: Any) -> AsyncIterator[dict[str, Any]]:
         """Every recording matching the list parameters, each once (see the sync hook)."""

@@ -18,7 +18,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_recordings.core.config import build_client_config
+from airflow_provider_recordings.core.config import config_from_connection
 from airflow_provider_recordings.core.errors import PostHogError, PostHogRateLimitError
 from airflow_provider_recordings.core.ongoing import OngoingCheck, check_ongoing
 from airflow_provider_recordings.hooks.posthog_async import AsyncPostHogClient
@@ -85,15 +85,7 @@ class PostHogOngoingRecordingsTrigger(BaseTrigger):
         from airflow.providers.common.compat.connection import get_async_connection
 
         conn = await get_async_connection(self.posthog_conn_id)
-        config = build_client_config(
-            conn_id=self.posthog_conn_id,
-            host=conn.host,
-            password=conn.password,
-            extra=conn.extra_dejson,
-            schema=conn.schema,
-            port=conn.port,
-        )
-        return AsyncPostHogClient(config, log=self.log)
+        return AsyncPostHogClient(config_from_connection(self.posthog_conn_id, conn), log=self.log)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:

@@ -4,7 +4,11 @@ import pytest
 
 from airflow_provider_recordings.core.config import RateLimits
 from airflow_provider_recordings.core.errors import PostHogRateLimitError
-from airflow_provider_recordings.core.ratelimit import WINDOW_MARGIN, RateLimiter, acquire
+from airflow_provider_recordings.core.client import ClientCore
+from airflow_provider_recordings.core.config import build_client_config
+from airflow_provider_recordings.core.protocol import ApiRequest
+from airflow_provider_recordings.core.ratelimit import WINDOW_MARGIN, RateLimiter
+from airflow_provider_recordings.core.retry import RetryPolicy
 
 
 class Clock:
@@ -51,6 +55,19 @@ def test_pause_holds_everyone_back():
     limiter = RateLimiter(RateLimits(), clock=clock)
     limiter.pause(30)
     assert limiter.try_acquire("recording") == pytest.approx(30)
+
+
+CONFIG = build_client_config(conn_id="c", host="http://h", password="k", extra={"project_id": "1"})
+
+
+def acquire(limiter, kind, *, sleep, max_wait):
+    """Drive the client core as the sync hook does; returns the seconds slept."""
+    core = ClientCore(CONFIG, RetryPolicy(max_wait=max_wait), limiter, clock=limiter._clock)
+    slept = 0.0
+    while (wait := core.wait_before(ApiRequest("GET", kind=kind))) > 0:
+        sleep(wait)
+        slept += wait
+    return slept
 
 
 def test_acquire_sleeps_short_waits_and_refuses_long_ones():

@@ -1,0 +1,96 @@
+"""The bookkeeping both drivers share around each HTTP exchange.
+
+A driver's job is only to move bytes and to wait: it asks :class:`ClientCore` whether
+a call may start and how long to wait first, sends, and hands the answer back. Budgets,
+counters, throttle pauses, retry logging and the meaning of the answer live here once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from airflow_provider_recordings.core.config import ClientConfig
+from airflow_provider_recordings.core.errors import (
+    PostHogBudgetExhaustedError,
+    PostHogRateLimitError,
+    PostHogTransportError,
+)
+from airflow_provider_recordings.core.protocol import ApiRequest, interpret
+from airflow_provider_recordings.core.ratelimit import RateLimiter, budget_exceeded_error
+from airflow_provider_recordings.core.retry import RetryPolicy
+from airflow_provider_recordings.core.stats import CallStats
+
+
+class ClientCore:
+    """Per-client state: configuration, retry policy, rate limiter, budgets and counters."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        policy: RetryPolicy,
+        limiter: RateLimiter,
+        *,
+        stats: CallStats | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.policy = policy
+        self.limiter = limiter
+        self.stats = stats or CallStats()
+        self.clock = clock
+        self.max_api_calls: int | None = None
+        self.stop_at: float | None = None
+
+    def wait_before(self, request: ApiRequest) -> float:
+        """Seconds to wait before ``request`` may be sent (0: it is counted as sent now).
+
+        Raises when a budget of the run is spent or the wait is longer than the client
+        may sleep, so the caller can stop or defer instead of holding a worker.
+        """
+        if self.max_api_calls is not None and self.stats.requests >= self.max_api_calls:
+            raise PostHogBudgetExhaustedError(
+                f"this task's call budget (max_api_calls={self.max_api_calls}) is spent"
+            )
+        if self.stop_at is not None and self.clock() >= self.stop_at:
+            raise PostHogBudgetExhaustedError("this task's time budget (max_runtime) is spent")
+        wait = self.limiter.try_acquire(request.kind)
+        if wait > self.policy.max_wait:
+            raise budget_exceeded_error(wait, request.kind, self.limiter.limits)
+        if wait > 0:
+            self.stats.waited(wait)
+            return wait
+        self.stats.count("requests")
+        self.stats.count(f"kind:{request.method} {request.kind}")
+        return 0.0
+
+    def transport_error(self, request: ApiRequest, exc: BaseException) -> PostHogTransportError:
+        return PostHogTransportError(f"{request.describe(self.config)}: no answer ({type(exc).__name__})")
+
+    def answer(self, request: ApiRequest, status: int, headers: Any, body: bytes) -> Any:
+        """The decoded body of an answer, or the typed error it means."""
+        if status == 429:
+            self.stats.count("throttled")
+        return interpret(request, self.config, status, headers, body)
+
+    def took(self, seconds: float) -> None:
+        """Report a call's round trip (the limiter allows for it)."""
+        self.limiter.observe_latency(seconds)
+
+    def before_retry(self, request: ApiRequest, state: Any, log: Any) -> None:
+        """Count and log a retry; a throttle pauses every caller sharing the limiter."""
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        self.stats.count("retries")
+        if isinstance(exc, PostHogRateLimitError):
+            self.limiter.pause(wait)
+        if log is not None:
+            log.warning(
+                "%s failed (attempt %d of %d); retrying in %.1f s: %s",
+                request.describe(self.config),
+                state.attempt_number,
+                self.policy.max_attempts,
+                wait,
+                exc,
+            )
