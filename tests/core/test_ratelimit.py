@@ -2,10 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_recordings.core.config import RateLimits
-from airflow_provider_recordings.core.errors import PostHogRateLimitError
 from airflow_provider_recordings.core.client import ClientCore
-from airflow_provider_recordings.core.config import build_client_config
+from airflow_provider_recordings.core.config import RateLimits, build_client_config
+from airflow_provider_recordings.core.errors import PostHogRateLimitError
 from airflow_provider_recordings.core.protocol import ApiRequest
 from airflow_provider_recordings.core.ratelimit import WINDOW_MARGIN, RateLimiter
 from airflow_provider_recordings.core.retry import RetryPolicy
