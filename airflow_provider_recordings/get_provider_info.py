@@ -76,7 +76,12 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "sensors": [{"integration-name": "PostHog", "python-modules": [f"{PACKAGE}.sensors.ongoing"]}],
-        "triggers": [{"integration-name": "PostHog", "python-modules": [f"{PACKAGE}.triggers.ongoing"]}],
+        "triggers": [
+            {
+                "integration-name": "PostHog",
+                "python-modules": [f"{PACKAGE}.triggers.ongoing", f"{PACKAGE}.triggers.resume"],
+            }
+        ],
         "extra-links": [f"{PACKAGE}.operators.base.PostHogRecordingsLink"],
         "connection-types": [
             {
