@@ -31,9 +31,10 @@ from airflow_provider_recordings.core.errors import (
     PostHogError,
     PostHogNotFoundError,
     PostHogRecordingApiFailure,
+    PostHogTransportError,
 )
 from airflow_provider_recordings.core.pagination import DEFAULT_PAGE_SIZE, RecordingPager
-from airflow_provider_recordings.core.parallel import run_each
+from airflow_provider_recordings.core.parallel import is_item_failure, run_each
 from airflow_provider_recordings.core.protocol import LIST, ApiRequest, request_headers
 from airflow_provider_recordings.core.ratelimit import RateLimiter
 from airflow_provider_recordings.core.retry import RetryPolicy
@@ -285,28 +286,39 @@ class PostHogHook(BaseHook):
         self, ids: list[str], record: Callable[[DeleteSummary, list[str]], None], max_workers: int
     ) -> list[str]:
         """Delete in chunks; return the ids left for single deletes if bulk is refused."""
-        done: set[str] = set()
         chunk_size = self._bulk_chunk_size or self.config.bulk_delete_chunk_size
         chunks = [ids[i : i + chunk_size] for i in range(0, len(ids), chunk_size)]
-        if self._bulk_delete_supported is None and chunks:
-            # Probe with the first chunk alone so a refusal costs one call, not max_workers.
+
+        def failed(chunk: list[str], exc: BaseException) -> None:
+            record(DeleteSummary(requested=len(chunk), failed=dict.fromkeys(chunk, str(exc))), chunk)
+
+        # Probe one chunk at a time until the server says whether it allows bulk
+        # deletes, so a refusal costs one call, not max_workers.
+        while self._bulk_delete_supported is None and chunks:
             first = chunks.pop(0)
             try:
-                record(self._bulk_chunk(first), first)
+                part = self._bulk_chunk(first)
             except PostHogApiError as exc:
                 if endpoints.bulk_delete_unsupported(exc):
                     self._bulk_delete_supported = False
                     self.log.info("Bulk delete is not available here (%s); deleting one by one.", exc)
-                    return ids
-                raise
-            done.update(first)
+                    return [i for chunk in [first, *chunks] for i in chunk]
+                if not is_item_failure(exc):
+                    raise
+                failed(first, exc)
+                continue
+            except PostHogTransportError as exc:
+                failed(first, exc)
+                continue
             self._bulk_delete_supported = True
+            record(part, first)
 
         def finished(chunk: list[str], part: DeleteSummary | None, exc: BaseException | None) -> None:
             if exc is not None:
-                part = DeleteSummary(requested=len(chunk), failed=dict.fromkeys(chunk, str(exc)))
-            assert part is not None
-            record(part, chunk)
+                failed(chunk, exc)
+            else:
+                assert part is not None
+                record(part, chunk)
 
         run_each(chunks, self._bulk_chunk, finished, max_workers=max_workers)
         return []

@@ -434,3 +434,14 @@ def test_one_throttle_pauses_every_thread(make_emulator, connect, seeded_policy)
     longest_gap = max(b - a for a, b in itertools.pairwise(later))
     assert longest_gap >= 0.4
     assert len(deletes) == 201
+
+
+def test_a_failing_first_bulk_chunk_fails_that_chunk_only(emulator, hook):
+    ids = emulator.seed(150, days=5)
+    emulator.inject(Fault.status(500), times=6, method="POST")  # the first chunk outlives its retries
+    summary = hook.delete_recordings(ids)
+    assert len(summary.failed) == 100
+    assert summary.deleted == 50
+    assert len(emulator.recording_ids()) == 100
+    assert hook.delete_recordings(sorted(summary.failed)).deleted == 100
+    assert emulator.recording_ids() == set()
