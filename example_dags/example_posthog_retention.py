@@ -37,9 +37,10 @@ from airflow.providers.common.compat.sdk import (
 
 from airflow_provider_recordings.operators.retention import PostHogRecordingRetentionOperator
 
-#: One folder per logical date; the try number keeps a retry from overwriting the
-#: report of an attempt that already deleted recordings.
-REPORT_FOLDER = "{{ params.report_dir.rstrip('/') }}/{{ ds }}"
+#: One folder per run (its logical date and time, so a manual run on the day of a
+#: scheduled one keeps both), one file per phase and attempt: a retry never overwrites
+#: the record of an attempt that already deleted recordings.
+REPORT_FOLDER = "{{ params.report_dir.rstrip('/') }}/{{ ts_nodash }}"
 
 with DAG(
     dag_id="posthog_retention",
@@ -83,8 +84,8 @@ with DAG(
         params = params or {}
         matched, limit = int(plan["matched"]), int(params["max_deletions"])
         message = (
-            f"{matched} recording(s) ended before {plan['cutoff']} "
-            f"({plan['skipped_ongoing']} more skipped as still ongoing); "
+            f"{matched} recording(s) ended before {plan.get('cutoff')} "
+            f"({plan.get('skipped_ongoing', 0)} more skipped as still ongoing); "
             f"report: {plan.get('report_path')}"
         )
         if params.get("dry_run_only"):

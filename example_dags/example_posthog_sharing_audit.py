@@ -56,5 +56,5 @@ with DAG(
         disable_shared="{{ params.disable_shared }}",
         fail_on_shared="{{ params.fail_on_shared }}",
         max_workers=4,
-        report_path="{{ params.report_dir.rstrip('/') }}/{{ ds }}/sharing.try{{ ti.try_number }}.jsonl",
+        report_path="{{ params.report_dir.rstrip('/') }}/{{ ts_nodash }}/sharing.try{{ ti.try_number }}.jsonl",
     )
