@@ -178,7 +178,7 @@ class PostHogRecordingsBaseOperator(BaseOperator):
         """Entry point after a deferral: the budget is back, go on from ``state``."""
         waited = (event or {}).get("waited", 0.0)
         self.log.info("Resuming after waiting %.0f s for PostHog's rate budget", waited)
-        return self._drive(context, state)
+        return self._drive(context, state or (event or {}).get("state"))
 
     def build_selection(self) -> Selection:
         """Validate the selection arguments (before any request); errors fail the task."""
@@ -248,7 +248,9 @@ class PostHogRecordingsBaseOperator(BaseOperator):
             state.counts,
         )
         self.defer(
-            trigger=PostHogBudgetTrigger(resume_at=time.time() + wait, reason=str(exc)),
+            trigger=PostHogBudgetTrigger(
+                resume_at=time.time() + wait, reason=str(exc), state=state.to_dict()
+            ),
             method_name="execute_resume",
             kwargs={"state": state.to_dict()},
         )

@@ -8,6 +8,7 @@ operator, as Airflow does after a deferral.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import time
@@ -58,6 +59,12 @@ def expired(emulator, count):
     }
 
 
+async def next_event(trigger):
+    async for event in trigger.run():
+        return json.loads(json.dumps(event.payload))
+    raise AssertionError("the trigger fired no event")
+
+
 def run_with_deferrals(make_operator, *, limit=50):
     """Execute, then resume after every deferral; returns (result, deferrals, ti)."""
     ti = XComRecorder()
@@ -77,10 +84,16 @@ def run_with_deferrals(make_operator, *, limit=50):
             state = json.loads(json.dumps(deferred.kwargs["state"]))  # what crosses the deferral
             assert len(json.dumps(state)) < 5000, "trigger kwargs must stay small"
             time.sleep(max(0.0, trigger.resume_at - time.time()))
-            operator = make_operator()
-            call = lambda op=operator, s=state: op.execute_resume(  # noqa: E731
-                context, {"status": "resume", "waited": 0}, state=s
-            )
+            operator = make_operator()  # Airflow resumes on a fresh operator
+            if deferrals % 2:
+                # As the triggerer does: the deferral's kwargs plus the event.
+                call = lambda op=operator, s=state: op.execute_resume(  # noqa: E731
+                    context, {"status": "resume", "waited": 0}, state=s
+                )
+            else:
+                # As `airflow dags test` does: only the trigger's event comes back.
+                event = asyncio.run(next_event(trigger))
+                call = lambda op=operator, e=event: op.execute_resume(context, e)  # noqa: E731
     raise AssertionError("did not finish")
 
 
@@ -187,8 +200,6 @@ def test_deadline_stops_with_remaining_instead_of_deferring_past_it(budget_emula
 
 
 def test_budget_trigger_fires_once_at_the_time():
-    import asyncio
-
     trigger = PostHogBudgetTrigger(resume_at=time.time() + 0.2, reason="test")
 
     async def first_event():
