@@ -13,7 +13,9 @@ from airflow_provider_recordings.hooks.posthog import PostHogHook
 
 
 def test_entry_point_is_registered():
-    found = [ep for ep in entry_points(group="apache_airflow_provider") if ep.value.startswith("airflow_provider")]
+    found = [
+        ep for ep in entry_points(group="apache_airflow_provider") if ep.value.startswith("airflow_provider")
+    ]
     assert [ep.load()()["package-name"] for ep in found] == ["airflow-provider-recordings"]
 
 

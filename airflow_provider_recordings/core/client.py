@@ -18,7 +18,7 @@ from airflow_provider_recordings.core.errors import (
     PostHogTransportError,
 )
 from airflow_provider_recordings.core.protocol import ApiRequest, interpret
-from airflow_provider_recordings.core.ratelimit import RateLimiter, budget_exceeded_error
+from airflow_provider_recordings.core.ratelimit import Call, RateLimiter, budget_exceeded_error
 from airflow_provider_recordings.core.retry import RetryPolicy
 from airflow_provider_recordings.core.stats import CallStats
 
@@ -43,8 +43,9 @@ class ClientCore:
         self.max_api_calls: int | None = None
         self.stop_at: float | None = None
 
-    def wait_before(self, request: ApiRequest) -> float:
-        """Seconds to wait before ``request`` may be sent (0: it is counted as sent now).
+    def wait_before(self, request: ApiRequest) -> tuple[float, Call | None]:
+        """Seconds to wait before ``request`` may be sent, or ``(0, call)``: it is counted
+        as sent now, and the driver hands ``call`` to :meth:`answered` when it returns.
 
         Raises when a budget of the run is spent or the wait is longer than the client
         may sleep, so the caller can stop or defer instead of holding a worker.
@@ -55,15 +56,15 @@ class ClientCore:
             )
         if self.stop_at is not None and self.clock() >= self.stop_at:
             raise PostHogBudgetExhaustedError("this task's time budget (max_runtime) is spent")
-        wait = self.limiter.try_acquire(request.kind)
+        wait, call = self.limiter.begin(request.kind)
         if wait > self.policy.max_wait:
             raise budget_exceeded_error(wait, request.kind, self.limiter.limits)
-        if wait > 0:
+        if call is None:
             self.stats.waited(wait)
-            return wait
+            return wait, None
         self.stats.count("requests")
         self.stats.count(f"kind:{request.method} {request.kind}")
-        return 0.0
+        return 0.0, call
 
     def transport_error(self, request: ApiRequest, exc: BaseException) -> PostHogTransportError:
         return PostHogTransportError(f"{request.describe(self.config)}: no answer ({type(exc).__name__})")
@@ -74,9 +75,9 @@ class ClientCore:
             self.stats.count("throttled")
         return interpret(request, self.config, status, headers, body)
 
-    def took(self, seconds: float) -> None:
-        """Report a call's round trip (the limiter allows for it)."""
-        self.limiter.observe_latency(seconds)
+    def answered(self, call: Call) -> None:
+        """The exchange is over (answered or failed); its slot starts to age out."""
+        self.limiter.end(call)
 
     def before_retry(self, request: ApiRequest, state: Any, log: Any) -> None:
         """Count and log a retry; a throttle pauses every caller sharing the limiter."""

@@ -86,7 +86,7 @@ def origin_of(url: str) -> tuple[str, str, int]:
     return scheme, (parts.hostname or "").lower(), port
 
 
-def normalize_base_url(host: str | None, *, schema: str | None = None, port: int | None = None) -> str:
+def normalize_base_url(host: str | None, *, schema: str | None = None, port: int | str | None = None) -> str:
     """Build the base URL from the connection's host field.
 
     Empty means PostHog US cloud; a bare host name gets ``https://`` (or the connection's
@@ -111,8 +111,14 @@ def normalize_base_url(host: str | None, *, schema: str | None = None, port: int
     except ValueError as exc:
         raise ValueError(f"invalid port in {host!r}") from exc
     netloc = parts.netloc
-    if port and explicit_port is None:
-        netloc = f"{netloc}:{int(port)}"
+    if port not in (None, "") and explicit_port is None:
+        try:
+            number = int(port)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            number = 0
+        if not 1 <= number <= 65535:
+            raise ValueError(f"port must be between 1 and 65535, got {port!r}")
+        netloc = f"{netloc}:{number}"
     return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
 
 
@@ -159,7 +165,7 @@ def build_client_config(
     password: str | None,
     extra: str | Mapping[str, Any] | None,
     schema: str | None = None,
-    port: int | None = None,
+    port: int | str | None = None,
 ) -> ClientConfig:
     """Validate a connection's fields and return the client configuration.
 
@@ -173,7 +179,7 @@ def build_client_config(
     try:
         base_url = normalize_base_url(host, schema=schema, port=port)
     except ValueError as exc:
-        raise fail("host", str(exc)) from None
+        raise fail("port" if str(exc).startswith("port ") else "host", str(exc)) from None
 
     api_key = (password or "").strip()
     if not api_key:
@@ -237,7 +243,9 @@ def config_from_connection(conn_id: str, conn: Any) -> ClientConfig:
         conn_id=conn_id,
         host=conn.host,
         password=conn.password,
-        extra=conn.extra_dejson,
+        # The raw text, not ``extra_dejson``: Airflow turns broken JSON into ``{}``,
+        # which would hide the real problem behind "project_id is required".
+        extra=conn.extra if isinstance(conn.extra, str) else conn.extra_dejson,
         schema=conn.schema,
         port=conn.port,
     )

@@ -9,6 +9,7 @@ seen every finished item through ``on_result`` and so knows exactly where it sto
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
@@ -56,17 +57,31 @@ def run_each(
         return
 
     fatal: BaseException | None = None
+    stop = threading.Event()
     iterator = iter(items)
+
+    def guarded(item: Item) -> Result | _NotStarted:
+        # Checked in the worker thread, so an item queued before a fatal error never
+        # starts after it.
+        if stop.is_set():
+            return _NOT_STARTED
+        try:
+            return work(item)
+        except Exception as exc:
+            if not is_item_failure(exc):
+                stop.set()
+            raise
+
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="posthog") as pool:
-        running: dict[Future[Result], Item] = {}
+        running: dict[Future[Result | _NotStarted], Item] = {}
 
         def fill() -> None:
-            while fatal is None and len(running) < max_workers * 2:
+            while not stop.is_set() and len(running) < max_workers * 2:
                 try:
                     item = next(iterator)
                 except StopIteration:
                     return
-                running[pool.submit(work, item)] = item
+                running[pool.submit(guarded, item)] = item
 
         fill()
         while running:
@@ -75,7 +90,9 @@ def run_each(
                 item = running.pop(future)
                 error = future.exception()
                 if error is None:
-                    on_result(item, future.result(), None)
+                    outcome = future.result()
+                    if not isinstance(outcome, _NotStarted):
+                        on_result(item, outcome, None)
                 elif is_item_failure(error):
                     on_result(item, None, error)
                 elif fatal is None:
@@ -83,3 +100,10 @@ def run_each(
             fill()
     if fatal is not None:
         raise fatal
+
+
+class _NotStarted:
+    """Marks an item skipped because the run had already stopped."""
+
+
+_NOT_STARTED = _NotStarted()

@@ -133,12 +133,15 @@ def _decode_json(body: bytes) -> Any:
 
 
 def _error_fields(body: bytes) -> tuple[str | None, str | None]:
-    """PostHog's ``detail`` (or ``error``) and ``code`` from an error body, if any."""
+    """PostHog's ``detail`` (or ``error``) and ``code`` from an error body, if any.
+
+    A body that is not PostHog's JSON (a proxy's or load balancer's page) is not quoted:
+    such pages can echo the request, Authorization header included.
+    """
     try:
         data = _decode_json(body)
     except (ValueError, UnicodeDecodeError):
-        text = body.decode("utf-8", "replace").strip()
-        return (text[:200] or None), None
+        return (f"a non-JSON answer of {len(body)} bytes" if body.strip() else None), None
     if isinstance(data, dict):
         detail = data.get("detail") or data.get("error")
         attr = data.get("attr")
@@ -185,6 +188,8 @@ def interpret(
             ) from None
 
     detail, code = _error_fields(body)
+    if detail and config.api_key in detail:
+        detail = detail.replace(config.api_key, "***")
     fields: dict[str, Any] = {"method": request.method, "path": where.split(" ", 1)[1], "status": status}
     fields.update(detail=detail, code=code)
     message = f"{where} -> {status}: {detail or 'no detail given'}"

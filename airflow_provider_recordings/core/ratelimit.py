@@ -20,59 +20,86 @@ from airflow_provider_recordings.core.errors import PostHogRateLimitError
 #: Share of each window added as a safety margin against clock drift between the two ends.
 WINDOW_MARGIN = 0.01
 
-#: How fast the remembered worst round trip fades (per observed call).
-LATENCY_DECAY = 0.98
+#: Share of a window to wait before looking again when the slot to free is held by a
+#: call still in flight.
+IN_FLIGHT_POLL = 0.001
+
+
+class Call:
+    """One call in the windows: in flight (``at`` is None) until its answer arrives.
+
+    PostHog counts a call when it arrives, which is some time after the client sent it;
+    the client counts it as lasting until the answer, so a window never frees on the
+    client's side before it frees on the server's.
+    """
+
+    __slots__ = ("at",)
+
+    def __init__(self, at: float | None = None) -> None:
+        self.at = at
 
 
 class RateLimiter:
     """Sliding-window call counter; thread-safe and clock-injectable.
 
-    :meth:`try_acquire` never blocks: it either records the call and returns 0, or
-    returns how long to wait. Blocking (sleep or ``asyncio.sleep``) is the driver's job.
+    :meth:`begin` never blocks: it either records a call in flight and returns it, or
+    returns how long to wait. Blocking (sleep or ``asyncio.sleep``) is the driver's job,
+    and so is calling :meth:`end` when the answer arrives.
     """
 
     def __init__(self, limits: RateLimits, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = limits
         self._clock = clock
         self._lock = threading.Lock()
-        self._windows: dict[tuple[str, int], deque[float]] = {}
+        self._windows: dict[tuple[str, int], deque[Call]] = {}
         self._paused_until = 0.0
-        self._latency = 0.0
 
-    def observe_latency(self, seconds: float) -> None:
-        """Report how long a call took from acquisition to answer.
-
-        The server counts a call when it arrives, up to one round trip after the client
-        counted it; calls are therefore recorded as happening that much later, so a
-        window never frees on the client's side before it frees on the server's.
-        """
-        with self._lock:
-            self._latency = max(seconds, self._latency * LATENCY_DECAY)
-
-    def try_acquire(self, kind: str) -> float:
-        """Record a call of ``kind`` now if every budget allows it; else return the wait."""
+    def begin(self, kind: str) -> tuple[float, Call | None]:
+        """Record a call of ``kind`` now if every budget allows it: ``(0, call)``;
+        else ``(seconds to wait, None)``."""
         with self._lock:
             now = self._clock()
             wait = max(0.0, self._paused_until - now)
             windows = self._applicable(kind)
             for limit, span, calls in windows:
-                horizon = now - span
-                while calls and calls[0] <= horizon:
-                    calls.popleft()
-                if len(calls) >= limit:
-                    wait = max(wait, calls[len(calls) - limit] + span - now)
+                wait = max(wait, self._wait_in(calls, limit, span, now))
             if wait > 0:
-                return wait
+                return wait, None
+            call = Call()
             for _, _, calls in windows:
-                calls.append(now + self._latency)
+                calls.append(call)
+            return 0.0, call
+
+    def end(self, call: Call) -> None:
+        """The call's answer arrived (or it failed): from now on it ages out."""
+        with self._lock:
+            call.at = self._clock()
+
+    def try_acquire(self, kind: str) -> float:
+        """:meth:`begin` for a call that is over at once (planning and tests)."""
+        wait, call = self.begin(kind)
+        if call is not None:
+            self.end(call)
+        return wait
+
+    @staticmethod
+    def _wait_in(calls: deque[Call], limit: int, span: float, now: float) -> float:
+        while calls and calls[0].at is not None and calls[0].at <= now - span:
+            calls.popleft()
+        excess = len(calls) - limit + 1
+        if excess <= 0:
             return 0.0
+        oldest = [calls[index].at for index in range(excess)]
+        if any(at is None for at in oldest):
+            return span * IN_FLIGHT_POLL
+        return max(at for at in oldest if at is not None) + span - now
 
     def pause(self, seconds: float) -> None:
         """Hold every caller back for ``seconds`` (after a 429 from the server)."""
         with self._lock:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
 
-    def _applicable(self, kind: str) -> list[tuple[int, float, deque[float]]]:
+    def _applicable(self, kind: str) -> list[tuple[int, float, deque[Call]]]:
         found = []
         for index, (limit, span) in enumerate(self.limits.windows(kind)):
             calls = self._windows.setdefault((kind if index >= 2 else "all", index), deque())

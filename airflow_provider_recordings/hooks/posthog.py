@@ -190,10 +190,11 @@ class PostHogHook(BaseHook):
         import requests
 
         core = client.core
-        while (wait := core.wait_before(request)) > 0:
+        wait, call = core.wait_before(request)
+        while call is None:
             self._sleep(wait)
+            wait, call = core.wait_before(request)
         config = core.config
-        started = self._clock()
         try:
             response = client.session.request(
                 request.method,
@@ -207,7 +208,7 @@ class PostHogHook(BaseHook):
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             raise core.transport_error(request, exc) from None
         finally:
-            core.took(self._clock() - started)
+            core.answered(call)
         return core.answer(request, response.status_code, response.headers, body)
 
     # -- Recordings --------------------------------------------------------------------

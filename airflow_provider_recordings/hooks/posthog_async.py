@@ -73,9 +73,10 @@ class AsyncPostHogClient:
     async def _attempt(self, request: ApiRequest) -> Any:
         import httpx
 
-        while (wait := self.core.wait_before(request)) > 0:
+        wait, call = self.core.wait_before(request)
+        while call is None:
             await self._sleep(wait)
-        started = self._clock()
+            wait, call = self.core.wait_before(request)
         try:
             response = await self._http.request(
                 request.method,
@@ -86,7 +87,7 @@ class AsyncPostHogClient:
         except httpx.TransportError as exc:
             raise self.core.transport_error(request, exc) from None
         finally:
-            self.core.took(self._clock() - started)
+            self.core.answered(call)
         return self.core.answer(request, response.status_code, response.headers, response.content)
 
     async def iter_recordings(self, **params: Any) -> AsyncIterator[dict[str, Any]]:

@@ -50,9 +50,9 @@ class AuditReport:
         line = json.dumps(record, sort_keys=True, default=str)
         with self._lock:
             self._handle.write(line + "\n")
+            # Flushed line by line: a killed run still leaves every action it took.
+            self._handle.flush()
             self.lines += 1
-            if self.lines % 500 == 0:
-                self._handle.flush()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

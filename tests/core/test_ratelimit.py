@@ -63,9 +63,12 @@ def acquire(limiter, kind, *, sleep, max_wait):
     """Drive the client core as the sync hook does; returns the seconds slept."""
     core = ClientCore(CONFIG, RetryPolicy(max_wait=max_wait), limiter, clock=limiter._clock)
     slept = 0.0
-    while (wait := core.wait_before(ApiRequest("GET", kind=kind))) > 0:
+    wait, call = core.wait_before(ApiRequest("GET", kind=kind))
+    while call is None:
         sleep(wait)
         slept += wait
+        wait, call = core.wait_before(ApiRequest("GET", kind=kind))
+    core.answered(call)
     return slept
 
 
@@ -96,3 +99,16 @@ def test_hour_budget_never_exceeded_over_a_long_run():
     # (plus the safety margin), the last 600 at 240 a minute take two and a half minutes.
     floor = 2 * 3600 + 600 / 240 * 60
     assert floor <= stamps[-1] - stamps[0] < floor * (1 + 2 * WINDOW_MARGIN)
+
+
+def test_a_call_in_flight_holds_its_slot_until_answered():
+    clock = Clock()
+    limiter = RateLimiter(RateLimits(per_minute=1, per_hour=100), clock=clock)
+    wait, call = limiter.begin("recording")
+    assert wait == 0
+    clock.sleep(120)  # a slow answer: the server may have counted it late
+    assert limiter.begin("recording")[1] is None
+    limiter.end(call)
+    assert limiter.begin("recording")[1] is None  # the window runs from the answer
+    clock.sleep(61)
+    assert limiter.begin("recording")[1] is not None
