@@ -57,15 +57,16 @@ def test_deletes_exactly_the_expired_in_close_to_minimal_calls(emulator, posthog
 
 
 def test_never_deletes_ongoing_recordings(emulator, posthog_conn, run_operator):
+    now = datetime.now(UTC)  # fresh: the ongoing window is five minutes
     # With a cutoff one minute ago, recordings whose last data came two minutes ago
     # are past the cutoff but still ongoing (PostHog's five-minute rule).
-    ended = emulator.add_recording(start_time=NOW - timedelta(hours=1), end_time=NOW - timedelta(hours=1))[
+    ended = emulator.add_recording(start_time=now - timedelta(hours=1), end_time=now - timedelta(hours=1))[
         "id"
     ]
-    still = emulator.add_recording(start_time=NOW - timedelta(hours=1), end_time=NOW - timedelta(minutes=2))[
+    still = emulator.add_recording(start_time=now - timedelta(hours=1), end_time=now - timedelta(minutes=2))[
         "id"
     ]
-    result = run_operator(retention(cutoff=(NOW - timedelta(minutes=1)).isoformat()))
+    result = run_operator(retention(cutoff=(now - timedelta(minutes=1)).isoformat()))
     assert result["deleted"] == 1
     assert result["skipped_ongoing"] == 1
     assert emulator.recording_ids() == {still}
@@ -74,13 +75,14 @@ def test_never_deletes_ongoing_recordings(emulator, posthog_conn, run_operator):
 
 @pytest.mark.parametrize("ongoing_field", ["missing", "null"])
 def test_missing_ongoing_flag_falls_back_to_end_time(make_emulator, connect, run_operator, ongoing_field):
+    now = datetime.now(UTC)  # fresh: the ongoing window is five minutes
     emulator = make_emulator(ongoing_field=ongoing_field)
     connect(emulator.url)
-    old = emulator.add_recording(start_time=NOW - timedelta(hours=2), end_time=NOW - timedelta(hours=2))["id"]
-    recent = emulator.add_recording(start_time=NOW - timedelta(hours=1), end_time=NOW - timedelta(minutes=3))[
+    old = emulator.add_recording(start_time=now - timedelta(hours=2), end_time=now - timedelta(hours=2))["id"]
+    recent = emulator.add_recording(start_time=now - timedelta(hours=1), end_time=now - timedelta(minutes=3))[
         "id"
     ]
-    result = run_operator(retention(cutoff=NOW - timedelta(minutes=1)))
+    result = run_operator(retention(cutoff=now - timedelta(minutes=1)))
     assert emulator.recording_ids() == {recent}
     assert old not in emulator.recording_ids()
     assert result["skipped_ongoing"] == 1
