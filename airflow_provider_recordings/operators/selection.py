@@ -50,16 +50,20 @@ def _coerce_ids(recording_ids: Any) -> list[str]:
     return validate_recording_ids(flat)
 
 
+def from_json_text(name: str, value: Any) -> Any:
+    """A parameter that a rendered template may have turned into JSON text, decoded."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise PostHogConfigError(f"{name} must be a dict (or a JSON object), got {value[:80]!r}") from None
+
+
 def _coerce_filters(filters: Any) -> dict[str, Any]:
     if filters is None or filters == "":
         return {}
-    if isinstance(filters, str):
-        try:
-            filters = json.loads(filters)
-        except ValueError:
-            raise PostHogConfigError(
-                f"filters must be a dict (or a JSON object), got {filters[:80]!r}"
-            ) from None
+    filters = from_json_text("filters", filters)
     if not isinstance(filters, Mapping):
         raise PostHogConfigError(f"filters must be a dict, got {type(filters).__name__}")
     unknown = sorted(set(filters) - FILTER_PARAMS)

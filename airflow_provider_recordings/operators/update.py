@@ -11,18 +11,17 @@ Example::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_recordings.core.endpoints import validate_update_fields
-from airflow_provider_recordings.core.errors import PostHogConfigError, PostHogNotFoundError
+from airflow_provider_recordings.core.errors import PostHogNotFoundError
 from airflow_provider_recordings.core.parallel import run_each
 from airflow_provider_recordings.operators.base import PostHogRecordingsBaseOperator, as_int
 from airflow_provider_recordings.operators.progress import Progress
 from airflow_provider_recordings.operators.report import AuditReport
 from airflow_provider_recordings.operators.resume import Checkpoint, RunState
-from airflow_provider_recordings.operators.selection import keyed_targets
+from airflow_provider_recordings.operators.selection import from_json_text, keyed_targets
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -30,14 +29,7 @@ if TYPE_CHECKING:
 
 def parse_update(update: Any) -> dict[str, Any]:
     """The update as a validated dict (a rendered template may hand over JSON text)."""
-    if isinstance(update, str):
-        try:
-            update = json.loads(update)
-        except ValueError:
-            raise PostHogConfigError(
-                f"update must be a dict (or a JSON object), got {update[:80]!r}"
-            ) from None
-    return validate_update_fields(update)
+    return validate_update_fields(from_json_text("update", update))
 
 
 class PostHogBulkUpdateRecordingsOperator(PostHogRecordingsBaseOperator):
