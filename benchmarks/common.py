@@ -59,7 +59,9 @@ class Emulator:
     def connection(self, **extra: Any) -> str:
         """An ``AIRFLOW_CONN_*`` value pointing at this emulator."""
         extras = {"project_id": self.project_id, **extra}
-        return json.dumps({"conn_type": "posthog", "host": self.url, "password": self.api_key, "extra": extras})
+        return json.dumps(
+            {"conn_type": "posthog", "host": self.url, "password": self.api_key, "extra": extras}
+        )
 
     def _get(self, name: str) -> Any:
         response = requests.get(f"{self.url}/_emulator/{name}", timeout=600)
@@ -146,7 +148,9 @@ class XComRecorder:
         self.pushed[key] = value
 
 
-def run_python(code_or_module: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 1800) -> str:
+def run_python(
+    code_or_module: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 1800
+) -> str:
     """Run this interpreter on ``code_or_module`` (``["-c", code]`` or ``["-m", name, ...]``).
 
     Returns stdout; a failure raises with the end of stderr attached.

@@ -7,6 +7,7 @@ from those alone, so a new figure needs no change here.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import textwrap
 from dataclasses import asdict, dataclass, field
@@ -68,21 +69,30 @@ class Report:
             for row in section.rows:
                 verdict = "-" if row.met is None else ("yes" if row.met else "NO")
                 lines.append(
-                    [f"{section.number}. {row.figure}", row.measured, row.baseline, row.ratio_text, row.target, verdict]
+                    [
+                        f"{section.number}. {row.figure}",
+                        row.measured,
+                        row.baseline,
+                        row.ratio_text,
+                        row.target,
+                        verdict,
+                    ]
                 )
             if section.status != "ran":
                 lines.append([f"{section.number}. {section.title}", f"({section.status})", "", "", "", "-"])
         widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
         rule = "-+-".join("-" * width for width in widths)
-        rendered = [" | ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) for line in lines]
+        rendered = [
+            " | ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) for line in lines
+        ]
         return "\n".join([rendered[0], rule, *rendered[1:]])
 
     def notes(self) -> str:
-        out = []
-        for section in self.sections:
-            for text in section.notes:
-                out.append(textwrap.fill(f"[{section.number}] {text}", width=110, subsequent_indent="    "))
-        return "\n".join(out)
+        return "\n".join(
+            textwrap.fill(f"[{section.number}] {text}", width=110, subsequent_indent="    ")
+            for section in self.sections
+            for text in section.notes
+        )
 
     def unmet(self) -> list[str]:
         return [
@@ -110,6 +120,4 @@ class Report:
 
 
 def _cpu_count() -> int | None:
-    import os
-
     return os.cpu_count()
