@@ -52,7 +52,7 @@ def run(section: Section, sizes: MemorySizes) -> None:
         )
     )
     section.note(
-        f"Growth = peak RSS (ru_maxrss) during the listing minus RSS just before it, in a fresh "
+        f"Growth = peak RSS (VmHWM, reset first) during the listing minus RSS just before it, in a fresh "
         f"process after its imports and one small list call; {stream['list_calls']:,} list calls at the hook's default page size. Baseline: "
         "list(hook.iter_recordings(...)) in another fresh process against the same emulator."
     )

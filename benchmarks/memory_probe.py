@@ -2,32 +2,43 @@
 
 ``python -m benchmarks.memory_probe stream|materialise`` reads the connection from
 ``AIRFLOW_CONN_POSTHOG_DEFAULT`` and prints one JSON line. Growth is the peak resident
-set size during the listing (``ru_maxrss``) minus the resident set size just before
-it, once the process has imported everything and made one small list call, so it is
-the listing's own cost and is not hidden under an earlier, higher peak.
+set size during the listing minus the resident set size just before it, once the
+process has imported everything and made one small list call, so it is the listing's
+own cost.
+
+The peak is the kernel's ``VmHWM``, reset just before the listing (``clear_refs``).
+``ru_maxrss`` would not do: Linux carries it over from the parent process across
+``fork`` and ``exec``, so a child of a large benchmark process starts with its peak.
 """
 
 from __future__ import annotations
 
 import gc
 import json
-import resource
 import sys
 import time
 
 ALL_TIME = "2000-01-01T00:00:00Z"
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def current_rss_mb() -> float:
+def memory_mb() -> dict[str, float]:
+    """Current (VmRSS) and peak (VmHWM) resident set size of this process."""
+    found = {}
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                found[name] = int(value.split()[0]) / 1024  # kB
+    return found
+
+
+def reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+    except OSError:
+        return False  # the peak then counts from the start of this process
+    return True
 
 
 def main(mode: str) -> None:
@@ -40,8 +51,8 @@ def main(mode: str) -> None:
     if not ok:
         raise SystemExit(message)
     gc.collect()
-    before = current_rss_mb()
-    peak_before = peak_rss_mb()
+    reset = reset_peak()
+    before = memory_mb()
     started = time.perf_counter()
     if mode == "stream":
         count = sum(1 for _ in hook.iter_recordings(date_from=ALL_TIME))  # holds one row at a time
@@ -51,17 +62,18 @@ def main(mode: str) -> None:
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     seconds = time.perf_counter() - started
-    after = peak_rss_mb()
+    after = memory_mb()
     print(
         json.dumps(
             {
                 "mode": mode,
                 "count": count,
                 "seconds": seconds,
-                "rss_before_mb": before,
-                "peak_before_mb": peak_before,
-                "peak_after_mb": after,
-                "growth_mb": after - before,
+                "rss_before_mb": before["VmRSS"],
+                "peak_before_mb": before["VmHWM"],
+                "peak_after_mb": after["VmHWM"],
+                "peak_reset": reset,
+                "growth_mb": after["VmHWM"] - before["VmRSS"],
                 "list_calls": hook.stats.snapshot()["requests"],
             }
         )
