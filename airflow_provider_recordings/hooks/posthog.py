@@ -363,8 +363,8 @@ class PostHogHook(BaseHook):
     def get_sharing(self, recording_id: str) -> dict[str, Any]:
         """The recording's sharing configuration (one object: enabled, access_token, ...).
 
-        The access token is registered with Airflow's secret masker as soon as it is
-        read: anyone holding it can watch the recording.
+        The access token of an enabled link is registered with Airflow's secret masker
+        as soon as it is read: anyone holding it can watch the recording.
         """
         return _sharing_object(self.send(endpoints.get_sharing(recording_id)))
 
@@ -431,7 +431,10 @@ def _sharing_object(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         return {}
     token = data.get("access_token")
-    if isinstance(token, str) and token:
+    # Only a live link's token is a secret: before sharing is enabled PostHog sends a
+    # throwaway value. Masking those too would make the masker (which rebuilds one
+    # pattern over every secret it holds) slower with each recording audited.
+    if data.get("enabled") and isinstance(token, str) and token:
         _mask(token)
     return data
 

@@ -26,7 +26,6 @@ from airflow_provider_recordings.core.errors import (
 from airflow_provider_recordings.hooks.posthog import PostHogHook
 from airflow_provider_recordings.operators.resume import RunState
 from airflow_provider_recordings.operators.selection import Selection
-from airflow_provider_recordings.triggers.resume import PostHogBudgetTrigger
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -239,6 +238,9 @@ class PostHogRecordingsBaseOperator(BaseOperator):
         if left is not None and wait >= left:
             self.log.warning("The rate budget returns in %.0f s, after this run's time budget ends", wait)
             return
+        # Imported here: DAG files import operators at every parse, and most runs never defer.
+        from airflow_provider_recordings.triggers.resume import PostHogBudgetTrigger
+
         state.deferrals += 1
         self.log.info(
             "PostHog's rate budget is spent (%s); deferring %.0f s (deferral %d). Progress so far: %s",
