@@ -58,20 +58,17 @@ def clock() -> EmulatorClock:
 
 
 @pytest.fixture
-def make_emu(clock: EmulatorClock) -> Iterator[Callable[..., PostHogEmulator]]:
-    """Start emulators (frozen clock and test key unless given); all stop afterwards."""
-    started: list[PostHogEmulator] = []
+def make_emu(
+    clock: EmulatorClock, make_emulator: Callable[..., PostHogEmulator]
+) -> Callable[..., PostHogEmulator]:
+    """The shared ``make_emulator``, with a frozen clock and this folder's test key."""
 
     def start(**kwargs: Any) -> PostHogEmulator:
         kwargs.setdefault("clock", clock)
         kwargs.setdefault("api_key", KEY)
-        emulator = PostHogEmulator(**kwargs).start()
-        started.append(emulator)
-        return emulator
+        return make_emulator(**kwargs)
 
-    yield start
-    for emulator in started:
-        emulator.stop()
+    return start
 
 
 @pytest.fixture
