@@ -36,15 +36,25 @@ class BudgetSizes:
     shared: int = 50
 
 
-def floor_seconds(list_calls: int, other_calls: int, time_scale: float) -> float:
+def floor_seconds(
+    list_calls: int,
+    other_calls: int,
+    time_scale: float,
+    *,
+    list_limits: tuple[int, int] = (LIST_PER_MINUTE, LIST_PER_HOUR),
+) -> float:
     """When the last call can go out, at best, if every call leaves as early as the
-    sliding windows allow (list calls first, as the audit makes them)."""
+    sliding windows allow (list calls first, as the audit makes them).
+
+    ``list_limits`` is the plan's (per minute, per hour) for the list endpoint; the
+    default is the paid plan's.
+    """
     minute, hour = 60.0 / time_scale, 3600.0 / time_scale
     windows = {
         "minute": (PER_MINUTE, minute),
         "hour": (PER_HOUR, hour),
-        "list_minute": (LIST_PER_MINUTE, minute),
-        "list_hour": (LIST_PER_HOUR, hour),
+        "list_minute": (list_limits[0], minute),
+        "list_hour": (list_limits[1], hour),
     }
     logs: dict[str, deque[float]] = {name: deque() for name in windows}
     moment = 0.0

@@ -124,6 +124,19 @@ class PostHogHook(BaseHook):
         if self._client_state is not None:
             self._client_state.core.max_api_calls = value
 
+    @property
+    def bulk_delete_supported(self) -> bool | None:
+        """Whether the server accepted (True) or refused (False) bulk delete; None: not asked yet.
+
+        An operator that resumes after a deferral sets what the previous pass learned,
+        so the refusal is not paid for again with a probe call.
+        """
+        return self._bulk_delete_supported
+
+    @bulk_delete_supported.setter
+    def bulk_delete_supported(self, value: bool | None) -> None:
+        self._bulk_delete_supported = value
+
     def stop_after(self, seconds: float | None) -> None:
         """Refuse to start any call once ``seconds`` have passed (a run's time budget).
 
