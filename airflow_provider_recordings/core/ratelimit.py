@@ -9,10 +9,12 @@ limiter, not only the thread that saw it.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from airflow_provider_recordings.core.config import RateLimits
 from airflow_provider_recordings.core.errors import PostHogRateLimitError
@@ -23,6 +25,9 @@ WINDOW_MARGIN = 0.01
 #: Share of a window to wait before looking again when the slot to free is held by a
 #: call still in flight.
 IN_FLIGHT_POLL = 0.001
+
+#: Groups each window's calls are summarised into when they cross a deferral.
+SNAPSHOT_POINTS = 16
 
 
 class Call:
@@ -52,6 +57,7 @@ class RateLimiter:
         self._clock = clock
         self._lock = threading.Lock()
         self._windows: dict[tuple[str, int], deque[Call]] = {}
+        self._spans: dict[tuple[str, int], float] = {}
         self._paused_until = 0.0
 
     def begin(self, kind: str) -> tuple[float, Call | None]:
@@ -94,6 +100,46 @@ class RateLimiter:
             return span * IN_FLIGHT_POLL
         return max(at for at in oldest if at is not None) + span - now
 
+    def snapshot(self, *, wall_now: float | None = None, points: int = SNAPSHOT_POINTS) -> dict[str, Any]:
+        """The calls still counting in each window, small enough to cross a deferral.
+
+        A task that defers resumes in a new process with a new limiter; starting that
+        one empty would let it spend a budget PostHog still counts as used, and be
+        throttled. Each window's calls are summarised as at most ``points`` groups,
+        each counted at its youngest call's age, so the restored windows free slots no
+        earlier than the real ones (and at most one group's spread later).
+        """
+        with self._lock:
+            now = self._clock()
+            windows: dict[str, list[list[float]]] = {}
+            for (name, index), calls in self._windows.items():
+                span = self._spans[(name, index)]
+                ages = sorted(0.0 if call.at is None else now - call.at for call in calls)
+                ages = [age for age in ages if age < span]
+                if not ages:
+                    continue
+                size = math.ceil(len(ages) / points)
+                windows[f"{name}:{index}"] = [
+                    [math.floor(ages[start] * 1000) / 1000, len(ages[start : start + size])]
+                    for start in range(0, len(ages), size)
+                ]
+            return {"taken_at": time.time() if wall_now is None else wall_now, "windows": windows}
+
+    def restore(self, snapshot: dict[str, Any], *, wall_now: float | None = None) -> None:
+        """Count the calls of a :meth:`snapshot` (taken by an earlier limiter) as made here."""
+        elapsed = max(0.0, (time.time() if wall_now is None else wall_now) - float(snapshot["taken_at"]))
+        with self._lock:
+            now = self._clock()
+            for key, groups in snapshot["windows"].items():
+                name, index = key.rsplit(":", 1)
+                calls = self._windows.setdefault((name, int(index)), deque())
+                restored = [
+                    Call(now - elapsed - float(age))
+                    for age, count in sorted(groups, reverse=True)
+                    for _ in range(int(count))
+                ]
+                calls.extendleft(reversed(restored))
+
     def pause(self, seconds: float) -> None:
         """Hold every caller back for ``seconds`` (after a 429 from the server)."""
         with self._lock:
@@ -102,8 +148,10 @@ class RateLimiter:
     def _applicable(self, kind: str) -> list[tuple[int, float, deque[Call]]]:
         found = []
         for index, (limit, span) in enumerate(self.limits.windows(kind)):
-            calls = self._windows.setdefault((kind if index >= 2 else "all", index), deque())
-            found.append((limit, span * (1 + WINDOW_MARGIN), calls))
+            key = (kind if index >= 2 else "all", index)
+            calls = self._windows.setdefault(key, deque())
+            self._spans[key] = span * (1 + WINDOW_MARGIN)
+            found.append((limit, self._spans[key], calls))
         return found
 
 

@@ -112,3 +112,58 @@ def test_a_call_in_flight_holds_its_slot_until_answered():
     assert limiter.begin("recording")[1] is None  # the window runs from the answer
     clock.sleep(61)
     assert limiter.begin("recording")[1] is not None
+
+
+def greedy_call_times(limiter: RateLimiter, clock: Clock, calls: int) -> list[float]:
+    """When each of ``calls`` calls goes out if every one leaves as soon as allowed."""
+    times = []
+    while len(times) < calls:
+        wait = limiter.try_acquire("recording")
+        if wait:
+            clock.sleep(wait)
+        else:
+            times.append(clock.now)
+    return times
+
+
+def test_a_restored_limiter_never_spends_budget_the_server_still_counts():
+    limits = RateLimits(per_minute=1000, per_hour=120)
+    before, clock = RateLimiter(limits, clock=(clock := Clock())), clock
+    # 120 calls in bursts over half an hour: the hour's budget is spent.
+    for step in range(120):
+        clock.sleep(30 if step % 10 == 0 else 0.5)
+        assert before.try_acquire("recording") == 0
+    snapshot = before.snapshot(wall_now=5000.0)
+    assert sum(len(groups) for groups in snapshot["windows"].values()) <= 2 * 16
+
+    # Ten seconds later, in another process with its own monotonic clock.
+    clock.sleep(10)
+    later = Clock()
+    later.now = 42.0
+    after = RateLimiter(limits, clock=later)
+    after.restore(snapshot, wall_now=5010.0)
+    empty = RateLimiter(limits, clock=(empty_clock := Clock()))
+
+    def offsets(limiter: RateLimiter, its_clock: Clock) -> list[float]:
+        start = its_clock.now
+        return [t - start for t in greedy_call_times(limiter, its_clock, 60)]
+
+    expected, restored, unaware = offsets(before, clock), offsets(after, later), offsets(empty, empty_clock)
+    assert all(r >= e for r, e in zip(restored, expected, strict=True)), "a slot was used before it freed"
+    # Late by at most one group's spread: 8 calls, one 30 s gap and seven 0.5 s steps.
+    assert max(r - e for r, e in zip(restored, expected, strict=True)) <= 33.5
+    assert unaware[-1] == 0, "without the snapshot the new limiter would spend the budget at once"
+    assert expected[0] > 0
+
+
+def test_snapshot_counts_calls_in_flight_as_just_made():
+    clock = Clock()
+    limiter = RateLimiter(RateLimits(per_minute=2, per_hour=100), clock=clock)
+    _, in_flight = limiter.begin("recording")
+    assert in_flight is not None
+    clock.sleep(5)
+    snapshot = limiter.snapshot(wall_now=0.0)
+    assert snapshot["windows"]["all:0"] == [[0.0, 1]]
+    restored = RateLimiter(RateLimits(per_minute=1, per_hour=100), clock=Clock())
+    restored.restore(snapshot, wall_now=0.0)
+    assert restored.try_acquire("recording") == pytest.approx(60 * (1 + WINDOW_MARGIN))

@@ -121,6 +121,8 @@ def test_retention_backlog_five_times_the_budget_finishes_across_deferrals(budge
     assert max(deletes.values()) == 1, "a recording was deleted twice"
     probes = [r for r in budget_emulator.requests if r.kind == "bulk_delete"]
     assert len(probes) == 1, "the bulk delete refusal was probed again after a deferral"
+    throttled = [r for r in budget_emulator.requests if r.status == 429]
+    assert throttled == [], "a resumed pass spent budget PostHog still counted as used"
     lines = [json.loads(line) for line in report.read_text().splitlines()]
     assert {line["id"] for line in lines} == doomed
     assert len(lines) == len(doomed)
