@@ -57,7 +57,6 @@ class RateLimiter:
         self._clock = clock
         self._lock = threading.Lock()
         self._windows: dict[tuple[str, int], deque[Call]] = {}
-        self._spans: dict[tuple[str, int], float] = {}
         self._paused_until = 0.0
 
     def begin(self, kind: str) -> tuple[float, Call | None]:
@@ -113,7 +112,7 @@ class RateLimiter:
             now = self._clock()
             windows: dict[str, list[list[float]]] = {}
             for (name, index), calls in self._windows.items():
-                span = self._spans[(name, index)]
+                span = self._span(name, index)
                 ages = sorted(0.0 if call.at is None else now - call.at for call in calls)
                 ages = [age for age in ages if age < span]
                 if not ages:
@@ -148,11 +147,14 @@ class RateLimiter:
     def _applicable(self, kind: str) -> list[tuple[int, float, deque[Call]]]:
         found = []
         for index, (limit, span) in enumerate(self.limits.windows(kind)):
-            key = (kind if index >= 2 else "all", index)
-            calls = self._windows.setdefault(key, deque())
-            self._spans[key] = span * (1 + WINDOW_MARGIN)
-            found.append((limit, self._spans[key], calls))
+            calls = self._windows.setdefault((kind if index >= 2 else "all", index), deque())
+            found.append((limit, span * (1 + WINDOW_MARGIN), calls))
         return found
+
+    def _span(self, name: str, index: int) -> float:
+        """The length of window ``index`` of the ``name`` bucket ("all" or a call kind), margin included."""
+        _, span = self.limits.windows(name)[index]
+        return span * (1 + WINDOW_MARGIN)
 
 
 def budget_exceeded_error(wait: float, kind: str, limits: RateLimits) -> PostHogRateLimitError:

@@ -167,3 +167,14 @@ def test_snapshot_counts_calls_in_flight_as_just_made():
     restored = RateLimiter(RateLimits(per_minute=1, per_hour=100), clock=Clock())
     restored.restore(snapshot, wall_now=0.0)
     assert restored.try_acquire("recording") == pytest.approx(60 * (1 + WINDOW_MARGIN))
+
+
+def test_a_restored_limiter_can_be_snapshot_again_before_its_next_call():
+    # A pass that resumes and is throttled again before its first call defers at once.
+    limits = RateLimits(per_minute=5, per_hour=10, list_per_minute=2, list_per_hour=4)
+    first = RateLimiter(limits, clock=Clock())
+    assert first.try_acquire("list") == 0
+    snapshot = first.snapshot(wall_now=0.0)
+    second = RateLimiter(limits, clock=Clock())
+    second.restore(snapshot, wall_now=0.0)
+    assert second.snapshot(wall_now=0.0)["windows"] == snapshot["windows"]
