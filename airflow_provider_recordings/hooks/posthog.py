@@ -124,18 +124,21 @@ class PostHogHook(BaseHook):
         if self._client_state is not None:
             self._client_state.core.max_api_calls = value
 
-    @property
-    def bulk_delete_supported(self) -> bool | None:
-        """Whether the server accepted (True) or refused (False) bulk delete; None: not asked yet.
+    def carried_over(self) -> dict[str, Any]:
+        """What this hook learned that the pass after a deferral needs (JSON-serialisable).
 
-        An operator that resumes after a deferral sets what the previous pass learned,
-        so the refusal is not paid for again with a probe call.
+        The next pass runs on a new hook, often in another process. Without this it
+        would start with an empty rate budget that PostHog still counts as spent (and
+        be throttled), and pay again to learn that bulk delete is refused.
         """
-        return self._bulk_delete_supported
+        return {"rate_windows": self.limiter.snapshot(), "bulk_delete": self._bulk_delete_supported}
 
-    @bulk_delete_supported.setter
-    def bulk_delete_supported(self, value: bool | None) -> None:
-        self._bulk_delete_supported = value
+    def take_over(self, carried: dict[str, Any]) -> None:
+        """Start from what an earlier hook's :meth:`carried_over` returned."""
+        if carried.get("rate_windows"):
+            self.limiter.restore(carried["rate_windows"])
+        if carried.get("bulk_delete") is not None:
+            self._bulk_delete_supported = bool(carried["bulk_delete"])
 
     def stop_after(self, seconds: float | None) -> None:
         """Refuse to start any call once ``seconds`` have passed (a run's time budget).

@@ -214,9 +214,8 @@ class PostHogRecordingsBaseOperator(BaseOperator):
         self.hook.config  # noqa: B018 - validates the connection before any request
         if not carried:
             self._share_replay_url(context)
-        elif state.extra.get("rate_windows"):
-            # The budget the passes before this one spent still counts at PostHog.
-            self.hook.limiter.restore(state.extra.pop("rate_windows"))
+        elif state.extra.get("hook"):
+            self.hook.take_over(state.extra.pop("hook"))
         self._limit_hook(state)
         stopped: str | None = None
         try:
@@ -245,7 +244,7 @@ class PostHogRecordingsBaseOperator(BaseOperator):
         from airflow_provider_recordings.triggers.resume import PostHogBudgetTrigger
 
         state.deferrals += 1
-        state.extra["rate_windows"] = self.hook.limiter.snapshot()
+        state.extra["hook"] = self.hook.carried_over()
         self.log.info(
             "PostHog's rate budget is spent (%s); deferring %.0f s (deferral %d). Progress so far: %s",
             exc,

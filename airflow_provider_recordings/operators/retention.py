@@ -246,16 +246,9 @@ class PostHogRecordingRetentionOperator(PostHogRecordingsBaseOperator):
                 )
             progress.advance(len(chunk))
 
-        # What an earlier pass learned about bulk delete crosses the deferral, so a
-        # refusal costs one probe per run rather than one per pass.
-        if state.extra.get("bulk_delete") is not None:
-            self.hook.bulk_delete_supported = state.extra["bulk_delete"]
-        try:
-            self.hook.delete_recordings(
-                list(plan.selected),
-                max_workers=as_int("max_workers", self.max_workers, minimum=1),
-                on_part=record,
-            )
-        finally:
-            state.extra["bulk_delete"] = self.hook.bulk_delete_supported
+        self.hook.delete_recordings(
+            list(plan.selected),
+            max_workers=as_int("max_workers", self.max_workers, minimum=1),
+            on_part=record,
+        )
         progress.finish()
