@@ -58,6 +58,7 @@ def _recordings(emulator: PostHogEmulator, call: Call) -> list[dict[str, Any]]:
                 "end_time": iso_us(store.ends[row]),
                 "ongoing": records.is_ongoing(store.ends[row], now_us),
                 "shared": _shared(emulator, row),
+                "distinct_id": store.distinct.get(row),
             }
             for row in reversed(list(store.live_rows()))
         ]
@@ -80,6 +81,22 @@ def _seed(emulator: PostHogEmulator, call: Call) -> dict[str, Any]:
     return {"count": len(ids), "ids": ids}
 
 
+def _add(emulator: PostHogEmulator, call: Call) -> dict[str, Any]:
+    """Add recordings given field by field: ``{"recordings": [{"start_time", "end_time",
+    "distinct_id", "id"}]}`` (times ISO 8601; only ``start_time`` is required)."""
+    ids = []
+    for spec in call.json_body().get("recordings", []):
+        end = spec.get("end_time")
+        added = emulator.add_recording(
+            spec.get("id"),
+            start_time=as_utc(datetime.fromisoformat(str(spec["start_time"]))),
+            end_time=as_utc(datetime.fromisoformat(str(end))) if end else None,
+            distinct_id=spec.get("distinct_id"),
+        )
+        ids.append(added["id"])
+    return {"count": len(ids), "ids": ids}
+
+
 def _clock(emulator: PostHogEmulator, call: Call) -> dict[str, Any]:
     options = call.json_body()
     if "advance" in options:
@@ -97,6 +114,7 @@ _ENDPOINTS = {
     ("GET", "stats"): _stats,
     ("GET", "recordings"): _recordings,
     ("POST", "seed"): _seed,
+    ("POST", "recordings"): _add,
     ("POST", "clock"): _clock,
     ("GET", "clock"): _now,
 }

@@ -17,6 +17,7 @@ from airflow_provider_recordings.testing import errors, listing, records, routes
 from airflow_provider_recordings.testing.auth import ApiKey, KeyRing, require_project, require_scope
 from airflow_provider_recordings.testing.clock import EmulatorClock
 from airflow_provider_recordings.testing.config import EmulatorConfig
+from airflow_provider_recordings.testing.persons import PersonStore
 from airflow_provider_recordings.testing.ratelimit import RateLimiter
 from airflow_provider_recordings.testing.store import ANALYZED, VIEWED, RecordingStore
 from airflow_provider_recordings.testing.timefmt import to_us
@@ -79,15 +80,19 @@ class Api:
         clock: EmulatorClock,
         keys: KeyRing,
         limiter: RateLimiter | None,
+        persons: PersonStore | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.clock = clock
         self.keys = keys
         self.limiter = limiter
+        self.persons = persons or PersonStore()
 
     def route(self, call: Call) -> routes.Route | None:
-        call.route = routes.match(call.path, bulk_delete=self.config.bulk_delete)
+        call.route = routes.match(
+            call.path, bulk_delete=self.config.bulk_delete, persons_route=self.config.persons_route
+        )
         return call.route
 
     def handle(self, call: Call) -> Response:
@@ -99,6 +104,7 @@ class Api:
             return response
 
     def _handle(self, call: Call) -> Response:
+        self.persons.run_due_jobs(self.store, self.clock.monotonic())
         route = call.route or self.route(call)
         if route is None:
             raise errors.not_found()
@@ -118,7 +124,8 @@ class Api:
     def _throttle(self, key: ApiKey, action: str) -> None:
         if self.limiter is None:
             return
-        wait = self.limiter.acquire(key.value, action == "list", self.clock.monotonic())
+        kind = "list" if action == "list" else "persons" if action.startswith("person") else "other"
+        wait = self.limiter.acquire(key.value, kind, self.clock.monotonic())
         if wait is not None:
             raise errors.throttled(self.limiter.config.format_wait(wait))
 
@@ -282,6 +289,22 @@ def sharing_refresh(api: Api, call: Call) -> Response:
         return Response.json(200, sharing.describe(state))
 
 
+def persons_list(api: Api, call: Call) -> Response:
+    distinct_id = call.query.get("distinct_id")
+    found = api.persons.by_distinct_id(distinct_id) if distinct_id else []
+    return Response.json(200, {"results": [p.body() for p in found], "next": None, "previous": None})
+
+
+def person_retrieve(api: Api, call: Call) -> Response:
+    return Response.json(200, api.persons.find(_recording_id(call)).body())
+
+
+def person_delete_recordings(api: Api, call: Call) -> Response:
+    person = api.persons.find(_recording_id(call))
+    api.persons.queue_recordings_job(person, api.clock.monotonic() + api.config.person_job_delay)
+    return Response(202)
+
+
 _HANDLERS: dict[str, Handler] = {
     "list": list_recordings,
     "retrieve": retrieve,
@@ -291,4 +314,7 @@ _HANDLERS: dict[str, Handler] = {
     "sharing_get": sharing_get,
     "sharing_patch": sharing_patch,
     "sharing_refresh": sharing_refresh,
+    "persons_list": persons_list,
+    "person_retrieve": person_retrieve,
+    "person_delete_recordings": person_delete_recordings,
 }

@@ -17,6 +17,8 @@ ALL_SCOPES = (
     "session_recording:write",
     "sharing_configuration:read",
     "sharing_configuration:write",
+    "person:read",
+    "person:write",
 )
 
 

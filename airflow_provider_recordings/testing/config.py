@@ -10,7 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import get_args
 
-from airflow_provider_recordings.testing.modes import BulkDeleteMode, DeleteUnknownMode, OngoingMode, Shape
+from airflow_provider_recordings.testing.modes import (
+    BulkDeleteMode,
+    DeleteUnknownMode,
+    OngoingMode,
+    PersonsMode,
+    Shape,
+)
 
 
 @dataclass
@@ -24,6 +30,11 @@ class EmulatorConfig:
     delete_unknown: DeleteUnknownMode = "204"
     latency: float = 0.0
     next_url_base: str | None = None
+    #: The person route deleting a person's recordings: there, or an older server's
+    #: 404 ("absent") or 405 ("not_allowed").
+    persons_route: PersonsMode = "allowed"
+    #: Seconds (of the emulator's clock) the queued deletion job takes to run.
+    person_job_delay: float = 5.0
 
     def __post_init__(self) -> None:
         self.project_id = str(self.project_id)
@@ -32,6 +43,9 @@ class EmulatorConfig:
         _check("ongoing_field", self.ongoing_field, OngoingMode)
         self.delete_unknown = str(self.delete_unknown)  # type: ignore[assignment]
         _check("delete_unknown", self.delete_unknown, DeleteUnknownMode)
+        _check("persons_route", self.persons_route, PersonsMode)
+        if self.person_job_delay < 0:
+            raise ValueError("person_job_delay must be >= 0")
         if self.bulk_delete_max < 1:
             raise ValueError("bulk_delete_max must be >= 1")
         if self.max_page_size is not None and self.max_page_size < 1:

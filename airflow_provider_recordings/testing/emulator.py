@@ -22,7 +22,14 @@ from airflow_provider_recordings.testing.auth import ALL_SCOPES, KeyRing
 from airflow_provider_recordings.testing.clock import EmulatorClock, as_utc
 from airflow_provider_recordings.testing.config import EmulatorConfig
 from airflow_provider_recordings.testing.faults import Fault, FaultQueue, FaultRule, format_seconds
-from airflow_provider_recordings.testing.modes import BulkDeleteMode, DeleteUnknownMode, OngoingMode, Shape
+from airflow_provider_recordings.testing.modes import (
+    BulkDeleteMode,
+    DeleteUnknownMode,
+    OngoingMode,
+    PersonsMode,
+    Shape,
+)
+from airflow_provider_recordings.testing.persons import PersonStore
 from airflow_provider_recordings.testing.ratelimit import RateLimitConfig, RateLimiter
 from airflow_provider_recordings.testing.requestlog import RequestLog, RequestRecord
 from airflow_provider_recordings.testing.server import EmulatorHTTPServer
@@ -77,6 +84,8 @@ class PostHogEmulator:
     delete_unknown: _Setting[DeleteUnknownMode] = _Setting()
     latency: _Setting[float] = _Setting()
     next_url_base: _Setting[str | None] = _Setting()
+    persons_route: _Setting[PersonsMode] = _Setting()
+    person_job_delay: _Setting[float] = _Setting()
 
     def __init__(
         self,
@@ -93,6 +102,8 @@ class PostHogEmulator:
         clock: EmulatorClock | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        persons_route: PersonsMode = "allowed",
+        person_job_delay: float = 5.0,
     ) -> None:
         require_loopback(host)
         self.config = EmulatorConfig(
@@ -104,6 +115,8 @@ class PostHogEmulator:
             ongoing_field=ongoing_field,
             delete_unknown=delete_unknown,
             latency=latency,
+            persons_route=persons_route,
+            person_job_delay=person_job_delay,
         )
         self.api_key = api_key
         self.clock = clock or EmulatorClock()
@@ -111,8 +124,9 @@ class PostHogEmulator:
         self._keys = KeyRing()
         self._keys.add(api_key, ALL_SCOPES, (self.config.project_id,))
         self.store = RecordingStore()
+        self.persons = PersonStore()
         limiter = RateLimiter(rate_limits) if rate_limits is not None else None
-        self._api = Api(self.config, self.store, self.clock, self._keys, limiter)
+        self._api = Api(self.config, self.store, self.clock, self._keys, limiter, self.persons)
         self._faults = FaultQueue()
         self._log = RequestLog()
         self._callbacks: list[RequestCallback] = []
@@ -240,6 +254,14 @@ class PostHogEmulator:
                 assert state is not None
                 state.enable(True, now)
             return [self.store.ids[row] for row in added]
+
+    def add_person(self, distinct_ids: Iterable[str], *, uuid: str | None = None) -> dict[str, Any]:
+        """A person owning ``distinct_ids`` (what PostHog's persons API answers for it)."""
+        return self.persons.add(list(distinct_ids), self.clock.now(), uuid).body()
+
+    def run_person_jobs(self) -> int:
+        """Run the queued recordings jobs whose time has come; how many recordings went."""
+        return self.persons.run_due_jobs(self.store, self.clock.monotonic())
 
     def recording_ids(self) -> set[str]:
         with self.store.lock:

@@ -26,11 +26,17 @@ class RateLimitConfig:
     list_per_minute: int = 12
     list_per_hour: int = 60
     time_scale: float = 1.0
+    #: The persons endpoints have budgets of their own (persons_burst, persons_sustained).
+    persons_per_minute: int = 180
+    persons_per_hour: int = 1200
 
     def __post_init__(self) -> None:
         if self.time_scale <= 0:
             raise ValueError("time_scale must be > 0")
-        limits = (self.per_minute, self.per_hour, self.list_per_minute, self.list_per_hour)
+        limits = (
+            self.per_minute, self.per_hour, self.list_per_minute, self.list_per_hour,
+            self.persons_per_minute, self.persons_per_hour,
+        )  # fmt: skip
         if min(limits) < 1:
             raise ValueError("every limit must be >= 1")
 
@@ -46,11 +52,17 @@ class RateLimitConfig:
     def enterprise(cls, time_scale: float = 1.0) -> RateLimitConfig:
         return cls(list_per_minute=100, list_per_hour=400, time_scale=time_scale)
 
-    def windows(self, is_list: bool) -> list[tuple[str, int, float]]:
-        """(bucket name, limit, window length in clock seconds) applying to one request."""
+    def windows(self, kind: str) -> list[tuple[str, int, float]]:
+        """(bucket name, limit, window length in clock seconds) applying to one request of
+        ``kind``: "list", "persons", or any other recordings action."""
         minute, hour = MINUTE / self.time_scale, HOUR / self.time_scale
+        if kind == "persons":
+            return [
+                ("persons_minute", self.persons_per_minute, minute),
+                ("persons_hour", self.persons_per_hour, hour),
+            ]
         found = [("minute", self.per_minute, minute), ("hour", self.per_hour, hour)]
-        if is_list:
+        if kind == "list":
             found += [("list_minute", self.list_per_minute, minute), ("list_hour", self.list_per_hour, hour)]
         return found
 
@@ -75,9 +87,9 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._log: dict[tuple[str, str], deque[float]] = {}
 
-    def acquire(self, key: str, is_list: bool, now: float) -> float | None:
+    def acquire(self, key: str, kind: str, now: float) -> float | None:
         """Record the request and return None, or return the seconds until a slot frees."""
-        windows = self.config.windows(is_list)
+        windows = self.config.windows(kind)
         with self._lock:
             wait: float | None = None
             for bucket, limit, length in windows:

@@ -20,6 +20,9 @@ KINDS = (
     "sharing_get",
     "sharing_patch",
     "sharing_refresh",
+    "persons_list",
+    "person_retrieve",
+    "person_delete_recordings",
     "other",
 )
 

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 _PATH = re.compile(r"^/api/(?:projects|environments)/(?P<project>[^/]+)/session_recordings(?P<rest>/.*)?$")
+_PERSONS = re.compile(r"^/api/(?:projects|environments)/(?P<project>[^/]+)/persons(?P<rest>/.*)?$")
 
 SCOPES = {
     "list": "session_recording:read",
@@ -16,6 +17,9 @@ SCOPES = {
     "sharing_get": "sharing_configuration:read",
     "sharing_patch": "sharing_configuration:write",
     "sharing_refresh": "sharing_configuration:write",
+    "persons_list": "person:read",
+    "person_retrieve": "person:read",
+    "person_delete_recordings": "person:write",
 }
 
 
@@ -32,11 +36,12 @@ class Route:
         return self.actions.get(method, self.family)
 
 
-def match(path: str, *, bulk_delete: str) -> Route | None:
-    """The endpoint for ``path``; ``bulk_delete`` is the emulator's bulk-delete mode."""
+def match(path: str, *, bulk_delete: str, persons_route: str = "allowed") -> Route | None:
+    """The endpoint for ``path``; ``bulk_delete`` and ``persons_route`` are the emulator's
+    modes for the endpoints that differ between deployments."""
     found = _PATH.match(path)
     if found is None:
-        return None
+        return _person(path, persons_route)
     project = found.group("project")
     parts = [part for part in (found.group("rest") or "").split("/") if part]
     if not parts:
@@ -53,4 +58,26 @@ def match(path: str, *, bulk_delete: str) -> Route | None:
         return Route(project, "sharing_get", {"GET": "sharing_get", "PATCH": "sharing_patch"}, recording_id)
     if tail == ["sharing", "refresh"]:
         return Route(project, "sharing_refresh", {"POST": "sharing_refresh"}, recording_id)
+    return None
+
+
+def _person(path: str, persons_route: str) -> Route | None:
+    """The persons endpoints an erasure uses: find, read, delete the person's recordings.
+
+    A person is addressed by its numeric id or its UUID; ``recording_id`` holds it.
+    """
+    found = _PERSONS.match(path)
+    if found is None:
+        return None
+    project = found.group("project")
+    parts = [part for part in (found.group("rest") or "").split("/") if part]
+    if not parts:
+        return Route(project, "persons_list", {"GET": "persons_list"})
+    if len(parts) == 1:
+        return Route(project, "person_retrieve", {"GET": "person_retrieve"}, parts[0])
+    if parts[1:] == ["delete_recordings"]:
+        if persons_route == "absent":
+            return None
+        actions = {} if persons_route == "not_allowed" else {"POST": "person_delete_recordings"}
+        return Route(project, "person_delete_recordings", actions, parts[0])
     return None

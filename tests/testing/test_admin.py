@@ -35,7 +35,7 @@ def test_admin_requests_are_not_api_traffic(emu: PostHogEmulator) -> None:
 
 def test_recordings_listing(emu: PostHogEmulator) -> None:
     emu.add_recording("old", start_time=NOW - timedelta(days=40), shared=True)
-    emu.add_recording("live", start_time=NOW - timedelta(minutes=2), end_time=NOW)
+    emu.add_recording("live", start_time=NOW - timedelta(minutes=2), end_time=NOW, distinct_id="user-1")
     emu.add_recording("gone", start_time=NOW - timedelta(days=1))
     emu.delete("gone")
     body = admin(emu, "GET", "recordings").json()
@@ -46,6 +46,7 @@ def test_recordings_listing(emu: PostHogEmulator) -> None:
             "end_time": "2026-06-01T12:00:00Z",
             "ongoing": True,
             "shared": False,
+            "distinct_id": "user-1",
         },
         {
             "id": "old",
@@ -53,8 +54,24 @@ def test_recordings_listing(emu: PostHogEmulator) -> None:
             "end_time": "2026-04-22T12:01:00Z",
             "ongoing": False,
             "shared": True,
+            "distinct_id": None,
         },
     ]
+
+
+def test_recordings_added_field_by_field(emu: PostHogEmulator) -> None:
+    body = admin(
+        emu,
+        "POST",
+        "recordings",
+        {"recordings": [{"start_time": "2026-05-30T10:00:00+00:00", "end_time": "2026-05-30T10:05:00+00:00",
+                         "distinct_id": "user-7"}, {"start_time": "2026-05-31T10:00:00+00:00", "id": "chosen"}]},
+    ).json()  # fmt: skip
+    assert body["count"] == 2 and body["ids"][1] == "chosen"
+    first = emu.get(body["ids"][0])
+    assert first is not None and first["distinct_id"] == "user-7"
+    assert first["recording_duration"] == 300
+    assert emu.requests == []
 
 
 def test_seed_and_clock(emu: PostHogEmulator) -> None:

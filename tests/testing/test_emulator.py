@@ -67,6 +67,10 @@ def test_context_manager_starts_and_stop_frees_the_port(clock: EmulatorClock) ->
     with pytest.raises(requests.ConnectionError):
         kept_alive.get(f"{url}/_emulator/stats", timeout=2)
     with socket.socket() as probe:
+        # As any server binds (the emulator too): a connection the stopped server closed
+        # may linger in TIME_WAIT on the port, which only a socket still listening
+        # should make this bind fail.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", port))
     with pytest.raises(RuntimeError):
         _ = emu.url
@@ -216,14 +220,11 @@ def test_seed_validates(emu: PostHogEmulator) -> None:
         emu.seed(3, days=0)
 
 
-def test_a_million_recordings(request: pytest.FixtureRequest) -> None:
-    """Load-test scale: seeding stays fast and the first page is immediate."""
-    if "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("run with -m slow")
+def test_a_million_recordings() -> None:
+    """Load-test scale: a million recordings seed and list (how fast is for `make bench`)."""
     emu = PostHogEmulator(clock=EmulatorClock(NOW, frozen=True))
-    started = time.monotonic()
     emu.seed(1_000_000, days=30)
-    assert time.monotonic() - started < 30
+    assert len(emu.store) == 1_000_000
     with emu:
         response = Client(emu, key="phx_emulator_key").list(
             limit=100, date_from="-31d", order_direction="ASC"

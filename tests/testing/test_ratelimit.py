@@ -126,8 +126,8 @@ def test_presets_and_validation() -> None:
 
 def test_limiter_reports_the_longest_wait() -> None:
     limiter = RateLimiter(RateLimitConfig(per_minute=2, list_per_minute=1))
-    assert limiter.acquire("k", True, 0.0) is None
-    assert limiter.acquire("k", False, 10.0) is None
-    assert limiter.acquire("k", True, 20.0) == pytest.approx(40.0)
-    assert limiter.acquire("k", False, 20.0) == pytest.approx(40.0)
-    assert limiter.acquire("k", False, 60.0) is None
+    assert limiter.acquire("k", "list", 0.0) is None
+    assert limiter.acquire("k", "other", 10.0) is None
+    assert limiter.acquire("k", "list", 20.0) == pytest.approx(40.0)
+    assert limiter.acquire("k", "other", 20.0) == pytest.approx(40.0)
+    assert limiter.acquire("k", "other", 60.0) is None
