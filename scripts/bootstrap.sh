@@ -17,8 +17,11 @@ python="${PYTHON:-python3.11}"
 command -v "$python" >/dev/null 2>&1 || python=python3
 
 case "$name" in
-  airflow-3.3)  pins=("apache-airflow==3.3.2" "apache-airflow-task-sdk==1.3.2" "apache-airflow-providers-common-compat==1.23.0") ;;
-  airflow-2.11) pins=("apache-airflow==2.11.2" "apache-airflow-providers-common-compat==1.23.0") ;;
+  # [postgres]: the system tests run a real deployment on PostgreSQL. The OpenLineage
+  # provider on 3.3 only: the lineage tests run there, and 2.11 shows that nothing
+  # changes without it.
+  airflow-3.3)  pins=("apache-airflow[postgres]==3.3.2" "apache-airflow-task-sdk==1.3.2" "apache-airflow-providers-common-compat==1.23.0" "apache-airflow-providers-openlineage==2.20.3") ;;
+  airflow-2.11) pins=("apache-airflow[postgres]==2.11.2" "apache-airflow-providers-common-compat==1.23.0") ;;
   docs)         pins=() ;;
   *) echo "unknown environment: $name" >&2; exit 2 ;;
 esac
@@ -55,7 +58,7 @@ if [ "$name" = docs ]; then
   # The API reference imports nothing at build time (griffe reads the source), so
   # Airflow is not needed here.
 else
-  "$uv" pip install --quiet "${pins[@]}" -r "$root/requirements/dev.txt" -e "$root" >&2
+  "$uv" pip install --quiet "${pins[@]}" -r "$root/requirements/dev.txt" -e "$root[redis]" >&2
 fi
 echo "$want" > "$venv/.stamp"
 echo "$venv"

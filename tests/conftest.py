@@ -21,6 +21,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 from airflow_provider_recordings.core.retry import RetryPolicy
 from airflow_provider_recordings.testing import PostHogEmulator
+from tests.services import RedisServer
 
 #: Obviously fake credentials; tests search every log and report for them.
 API_KEY = "phx_test_key_not_real"
@@ -92,6 +93,25 @@ def connect(monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
 @pytest.fixture
 def posthog_conn(emulator: PostHogEmulator, connect: Callable[..., str]) -> str:
     return connect(emulator.url)
+
+
+@pytest.fixture(scope="session")
+def redis_session() -> Iterator[RedisServer]:
+    """A real Redis server for the shared rate store, started once per test session."""
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_server(redis_session: RedisServer) -> Iterator[RedisServer]:
+    """The session's Redis server, empty for each test (and running again if a test stopped it)."""
+    if not redis_session.running:
+        redis_session.start()
+    redis_session.flush()
+    yield redis_session
+    if not redis_session.running:
+        redis_session.start()
 
 
 @pytest.fixture

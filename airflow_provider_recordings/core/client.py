@@ -18,7 +18,11 @@ from airflow_provider_recordings.core.errors import (
     PostHogTransportError,
 )
 from airflow_provider_recordings.core.protocol import ApiRequest, interpret
-from airflow_provider_recordings.core.ratelimit import Call, RateLimiter, budget_exceeded_error
+from airflow_provider_recordings.core.ratelimit import (
+    AsyncRateWindows,
+    SyncRateWindows,
+    budget_exceeded_error,
+)
 from airflow_provider_recordings.core.retry import RetryPolicy
 from airflow_provider_recordings.core.stats import CallStats
 
@@ -30,33 +34,44 @@ class ClientCore:
         self,
         config: ClientConfig,
         policy: RetryPolicy,
-        limiter: RateLimiter,
+        limiter: SyncRateWindows | AsyncRateWindows,
         *,
         stats: CallStats | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.policy = policy
-        self.limiter = limiter
+        #: The sync driver calls its plain methods, the async driver its ``a`` ones.
+        self.limiter: Any = limiter
         self.stats = stats or CallStats()
         self.clock = clock
         self.max_api_calls: int | None = None
         self.stop_at: float | None = None
 
-    def wait_before(self, request: ApiRequest) -> tuple[float, Call | None]:
+    def wait_before(self, request: ApiRequest) -> tuple[float, Any]:
         """Seconds to wait before ``request`` may be sent, or ``(0, call)``: it is counted
         as sent now, and the driver hands ``call`` to :meth:`answered` when it returns.
 
         Raises when a budget of the run is spent or the wait is longer than the client
         may sleep, so the caller can stop or defer instead of holding a worker.
         """
+        self._check_run_budgets()
+        return self._admitted(request, *self.limiter.begin(request.kind))
+
+    async def await_before(self, request: ApiRequest) -> tuple[float, Any]:
+        """:meth:`wait_before` for the asynchronous driver (a shared store is awaited)."""
+        self._check_run_budgets()
+        return self._admitted(request, *(await self.limiter.abegin(request.kind)))
+
+    def _check_run_budgets(self) -> None:
         if self.max_api_calls is not None and self.stats.requests >= self.max_api_calls:
             raise PostHogBudgetExhaustedError(
                 f"this task's call budget (max_api_calls={self.max_api_calls}) is spent"
             )
         if self.stop_at is not None and self.clock() >= self.stop_at:
             raise PostHogBudgetExhaustedError("this task's time budget (max_runtime) is spent")
-        wait, call = self.limiter.begin(request.kind)
+
+    def _admitted(self, request: ApiRequest, wait: float, call: Any) -> tuple[float, Any]:
         if wait > self.policy.max_wait:
             raise budget_exceeded_error(wait, request.kind, self.limiter.limits)
         if call is None:
@@ -75,17 +90,29 @@ class ClientCore:
             self.stats.count("throttled")
         return interpret(request, self.config, status, headers, body)
 
-    def answered(self, call: Call) -> None:
+    def answered(self, call: Any) -> None:
         """The exchange is over (answered or failed); its slot starts to age out."""
         self.limiter.end(call)
 
+    async def aanswered(self, call: Any) -> None:
+        await self.limiter.aend(call)
+
     def before_retry(self, request: ApiRequest, state: Any, log: Any) -> None:
         """Count and log a retry; a throttle pauses every caller sharing the limiter."""
+        pause = self._retrying(request, state, log)
+        if pause is not None:
+            self.limiter.pause(pause)
+
+    async def abefore_retry(self, request: ApiRequest, state: Any, log: Any) -> None:
+        pause = self._retrying(request, state, log)
+        if pause is not None:
+            await self.limiter.apause(pause)
+
+    def _retrying(self, request: ApiRequest, state: Any, log: Any) -> float | None:
+        """Count and log a retry; return how long to pause everyone after a throttle."""
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
         self.stats.count("retries")
-        if isinstance(exc, PostHogRateLimitError):
-            self.limiter.pause(wait)
         if log is not None:
             log.warning(
                 "%s failed (attempt %d of %d); retrying in %.1f s: %s",
@@ -95,3 +122,8 @@ class ClientCore:
                 wait,
                 exc,
             )
+        # A Retry-After already paused everyone when the 429 arrived; without one, the
+        # back-off is the pause.
+        if isinstance(exc, PostHogRateLimitError) and not exc.retry_after:
+            return float(wait)
+        return None

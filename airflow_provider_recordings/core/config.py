@@ -30,7 +30,12 @@ _HOST_CHARS = re.compile(r"^[A-Za-z0-9.\-\[\]:]+$")
 
 @dataclass(frozen=True)
 class RateLimits:
-    """Client-side budgets, mirroring PostHog's per-key limits on the recordings endpoints.
+    """Client-side budgets, mirroring PostHog's per-key limits.
+
+    Every recordings call counts in the ``all`` bucket (240 a minute, 1,200 an hour);
+    list calls also in the ``list`` bucket (the plan's list budget). The persons
+    endpoints an erasure uses have budgets of their own (PostHog's persons_burst and
+    persons_sustained), in the ``persons`` bucket.
 
     ``time_scale`` shrinks every window (a "minute" lasts ``60 / time_scale`` seconds);
     it exists so tests and demos can run an hour of budget in seconds against the
@@ -42,14 +47,27 @@ class RateLimits:
     list_per_minute: int = 12
     list_per_hour: int = 60
     time_scale: float = 1.0
+    persons_per_minute: int = 180
+    persons_per_hour: int = 1200
 
     def windows(self, kind: str) -> list[tuple[int, float]]:
-        """The (limit, window seconds) pairs a call of ``kind`` ("list" or other) must fit."""
+        """The (limit, window seconds) pairs a call of ``kind`` must fit."""
+        return [window for _, windows in self.buckets(kind) for window in windows]
+
+    def buckets(self, kind: str) -> list[tuple[str, list[tuple[int, float]]]]:
+        """The buckets a call of ``kind`` ("list", "persons" or another recordings call)
+        counts in, each with its (limit, window seconds) pairs."""
         minute, hour = 60.0 / self.time_scale, 3600.0 / self.time_scale
-        found = [(self.per_minute, minute), (self.per_hour, hour)]
+        if kind == PERSONS:
+            return [(PERSONS, [(self.persons_per_minute, minute), (self.persons_per_hour, hour)])]
+        found = [("all", [(self.per_minute, minute), (self.per_hour, hour)])]
         if kind == "list":
-            found += [(self.list_per_minute, minute), (self.list_per_hour, hour)]
+            found.append(("list", [(self.list_per_minute, minute), (self.list_per_hour, hour)]))
         return found
+
+
+#: The rate-limit kind (and bucket) of the persons endpoints.
+PERSONS = "persons"
 
 
 @dataclass(frozen=True)
@@ -66,11 +84,18 @@ class ClientConfig:
     read_timeout: float = 60.0
     bulk_delete_chunk_size: int = 100
     conn_id: str = "posthog_default"
+    #: Where the rate windows live: None keeps them in the process; a Redis URL shares
+    #: them with every process using the same host and key.
+    rate_limit_storage: str | None = field(default=None, repr=False)
 
     @property
     def project_path(self) -> str:
         """Path prefix of every recordings endpoint for this project."""
-        return f"/api/projects/{self.project_id}/session_recordings/"
+        return self.resource_path("session_recordings")
+
+    def resource_path(self, resource: str) -> str:
+        """Path prefix of one of the project's resources (``session_recordings``, ``persons``)."""
+        return f"/api/projects/{self.project_id}/{resource}/"
 
     @property
     def origin(self) -> tuple[str, str, int]:
@@ -174,7 +199,9 @@ def build_client_config(
     """
 
     def fail(field_name: str, problem: str) -> PostHogConfigError:
-        return PostHogConfigError(f"PostHog connection {conn_id!r}: {field_name}: {problem}")
+        return PostHogConfigError(
+            f"PostHog connection {conn_id!r}: {field_name}: {problem}", field=field_name, problem=problem
+        )
 
     try:
         base_url = normalize_base_url(host, schema=schema, port=port)
@@ -215,12 +242,36 @@ def build_client_config(
                 100, _positive_number(extras, "bulk_delete_chunk_size", 100, integer=True)
             ),
             conn_id=conn_id,
+            rate_limit_storage=_storage_url(extras),
         )
     except ValueError as exc:
         message = str(exc)
         field_name = message.split(" ", 1)[0] if message.startswith("extra.") else "extra"
         raise fail(field_name, message.split(" ", 1)[1] if field_name != "extra" else message) from None
     return config
+
+
+#: Schemes of ``rate_limit_storage``: Redis, with TLS, or over a Unix socket.
+STORAGE_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _storage_url(extras: Mapping[str, Any]) -> str | None:
+    """The shared rate store's URL, checked for shape here (reaching it is the hook's job)."""
+    value = _get_extra(extras, "rate_limit_storage")
+    if value is None:
+        return None
+    url = str(value).strip()
+    parts = urlsplit(url)
+    if parts.scheme not in STORAGE_SCHEMES or not (parts.hostname or parts.path):
+        raise ValueError(
+            "extra.rate_limit_storage must be empty (each process keeps its own rate windows) or a Redis "
+            f"URL such as redis://host:6379/0 (rediss:// for TLS), got a {parts.scheme or 'schemeless'} value"
+        )
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ValueError("extra.rate_limit_storage has an invalid port") from None
+    return url
 
 
 def _rate_limits(extras: Mapping[str, Any]) -> RateLimits:

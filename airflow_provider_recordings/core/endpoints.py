@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
+from airflow_provider_recordings.core.config import PERSONS
 from airflow_provider_recordings.core.errors import (
     PostHogApiError,
     PostHogConfigError,
@@ -119,6 +121,42 @@ def set_sharing(recording_id: str, enabled: bool) -> ApiRequest:
     if not isinstance(enabled, bool):
         raise PostHogConfigError(f"enabled must be true or false, got {enabled!r}")
     return ApiRequest("PATCH", recording_path(recording_id, "sharing/"), json_body={"enabled": enabled})
+
+
+# -- Persons (erasure requests) ---------------------------------------------------------
+
+
+def find_persons(distinct_id: str) -> ApiRequest:
+    """The person (if any) that owns ``distinct_id``."""
+    return ApiRequest("GET", params=(("distinct_id", distinct_id),), kind=PERSONS, resource="persons")
+
+
+def retrieve_person(person: str) -> ApiRequest:
+    """One person, by numeric id or UUID."""
+    return ApiRequest("GET", path=person_path(person), kind=PERSONS, resource="persons")
+
+
+def delete_person_recordings(person: str) -> ApiRequest:
+    """Queue PostHog's job deleting every recording of the person's distinct ids (202)."""
+    return ApiRequest(
+        "POST", path=person_path(person, "delete_recordings/"), kind=PERSONS, resource="persons"
+    )
+
+
+def person_path(person: str, suffix: str = "") -> str:
+    if not isinstance(person, str) or not person.strip() or "/" in person:
+        raise PostHogConfigError(f"a person is addressed by its id or UUID, got {person!r}")
+    return f"{quote(person.strip(), safe='')}/{suffix}"
+
+
+def person_route_unavailable(exc: PostHogApiError) -> bool:
+    """Whether the key or the server cannot delete recordings by person (so delete them one
+    by one): a missing ``person:write`` scope (403), or an older server (404/405)."""
+    if isinstance(exc, PostHogPermissionError):
+        return True
+    return exc.status == 405 or (
+        isinstance(exc, PostHogNotFoundError) and "person not found" not in (exc.detail or "").lower()
+    )
 
 
 def bulk_delete_unsupported(exc: PostHogApiError) -> bool:

@@ -13,7 +13,17 @@ class PostHogError(Exception):
 
 
 class PostHogConfigError(PostHogError, ValueError):
-    """The connection or the task's parameters are unusable; raised before any request."""
+    """The connection or the task's parameters are unusable; raised before any request.
+
+    For a connection problem, ``field`` names the field (``extra.project_id``) and
+    ``problem`` says what is wrong with it, so a form can show them without the message's
+    connection id.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, problem: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.problem = problem
 
 
 class PostHogApiError(PostHogError):

@@ -42,8 +42,9 @@ RECORDING = "recording"
 class ApiRequest:
     """One HTTP request, before any I/O.
 
-    ``path`` is relative to the project's ``session_recordings/`` root; ``url`` (an
-    absolute pagination link) replaces path and params when set.
+    ``path`` is relative to the project's ``resource`` root (``session_recordings/``
+    unless said otherwise); ``url`` (an absolute pagination link) replaces path and
+    params when set. ``kind`` names the rate-limit buckets the call counts in.
     """
 
     method: str
@@ -52,19 +53,20 @@ class ApiRequest:
     json_body: Any = None
     url: str | None = None
     kind: str = RECORDING
+    resource: str = "session_recordings"
 
     def target(self, config: ClientConfig) -> str:
         """The absolute URL of this request."""
         if self.url is not None:
             return self.url
-        base = f"{config.base_url}{config.project_path}{self.path}"
+        base = f"{config.base_url}{config.resource_path(self.resource)}{self.path}"
         return f"{base}?{urlencode(self.params)}" if self.params else base
 
     def describe(self, config: ClientConfig) -> str:
         """Method and path for messages and logs (no host, no query, never a secret)."""
         if self.url is not None:
             return f"{self.method} {self.url.split('?', 1)[0]}"
-        return f"{self.method} {config.project_path}{self.path}"
+        return f"{self.method} {config.resource_path(self.resource)}{self.path}"
 
 
 def request_headers(config: ClientConfig, has_body: bool) -> dict[str, str]:

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from airflow_provider_recordings.core.config import RateLimits
 from airflow_provider_recordings.core.errors import PostHogRateLimitError
@@ -28,6 +28,31 @@ IN_FLIGHT_POLL = 0.001
 
 #: Groups each window's calls are summarised into when they cross a deferral.
 SNAPSHOT_POINTS = 16
+
+
+class SyncRateWindows(Protocol):
+    """The rate windows the synchronous hook needs: in this process (:class:`RateLimiter`)
+    or shared by every process using the key (``hooks.rate_store.SharedRateLimiter``)."""
+
+    limits: RateLimits
+
+    def begin(self, kind: str) -> tuple[float, Any]: ...
+
+    def end(self, call: Any) -> None: ...
+
+    def pause(self, seconds: float) -> None: ...
+
+
+class AsyncRateWindows(Protocol):
+    """The same for the asynchronous client, whose shared store is awaited."""
+
+    limits: RateLimits
+
+    async def abegin(self, kind: str) -> tuple[float, Any]: ...
+
+    async def aend(self, call: Any) -> None: ...
+
+    async def apause(self, seconds: float) -> None: ...
 
 
 class Call:
@@ -79,6 +104,28 @@ class RateLimiter:
         """The call's answer arrived (or it failed): from now on it ages out."""
         with self._lock:
             call.at = self._clock()
+
+    def record(self, kind: str) -> Call:
+        """Count a call another authority admitted (a shared store), without checking.
+
+        The windows then hold this process's own calls, should it have to decide alone.
+        """
+        with self._lock:
+            call = Call()
+            for _, _, calls in self._applicable(kind):
+                calls.append(call)
+            return call
+
+    # The asynchronous client's interface: nothing here waits on I/O.
+
+    async def abegin(self, kind: str) -> tuple[float, Call | None]:
+        return self.begin(kind)
+
+    async def aend(self, call: Call) -> None:
+        self.end(call)
+
+    async def apause(self, seconds: float) -> None:
+        self.pause(seconds)
 
     def try_acquire(self, kind: str) -> float:
         """:meth:`begin` for a call that is over at once (planning and tests)."""
@@ -146,14 +193,17 @@ class RateLimiter:
 
     def _applicable(self, kind: str) -> list[tuple[int, float, deque[Call]]]:
         found = []
-        for index, (limit, span) in enumerate(self.limits.windows(kind)):
-            calls = self._windows.setdefault((kind if index >= 2 else "all", index), deque())
-            found.append((limit, span * (1 + WINDOW_MARGIN), calls))
+        index = 0
+        for bucket, windows in self.limits.buckets(kind):
+            for limit, span in windows:
+                calls = self._windows.setdefault((bucket, index), deque())
+                found.append((limit, span * (1 + WINDOW_MARGIN), calls))
+                index += 1
         return found
 
     def _span(self, name: str, index: int) -> float:
-        """The length of window ``index`` of the ``name`` bucket ("all" or a call kind), margin included."""
-        _, span = self.limits.windows(name)[index]
+        """The length of window ``index`` of the ``name`` bucket, margin included."""
+        _, span = self.limits.windows("list" if name == "list" else name)[index]
         return span * (1 + WINDOW_MARGIN)
 
 

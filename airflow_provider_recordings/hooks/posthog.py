@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from airflow.providers.common.compat.sdk import BaseHook
 
@@ -28,15 +29,17 @@ from airflow_provider_recordings.core.endpoints import DeleteSummary
 from airflow_provider_recordings.core.errors import (
     PostHogApiError,
     PostHogBadRequestError,
+    PostHogConfigError,
     PostHogError,
     PostHogNotFoundError,
+    PostHogRateLimitError,
     PostHogRecordingApiFailure,
     PostHogTransportError,
 )
 from airflow_provider_recordings.core.pagination import DEFAULT_PAGE_SIZE, RecordingPager
 from airflow_provider_recordings.core.parallel import is_item_failure, run_each
 from airflow_provider_recordings.core.protocol import LIST, ApiRequest, request_headers
-from airflow_provider_recordings.core.ratelimit import RateLimiter
+from airflow_provider_recordings.core.ratelimit import RateLimiter, SyncRateWindows
 from airflow_provider_recordings.core.retry import RetryPolicy
 from airflow_provider_recordings.core.stats import CallStats
 
@@ -45,6 +48,10 @@ if TYPE_CHECKING:
 
 #: Called once per finished part (a bulk chunk or one id) with what it achieved.
 DeleteCallback = Callable[[DeleteSummary, list[str]], None]
+
+
+def _nothing(ids: list[str]) -> None:
+    """The default ``before_part``: nobody needs to know before a call is made."""
 
 
 @dataclass
@@ -72,7 +79,9 @@ class PostHogHook(BaseHook):
     :param retry_policy: override the retry policy (tests inject a seeded one).
     :param sleep: function used to wait (tests inject one that records instead).
     :param clock: monotonic clock used by the rate limiter.
-    :param rate_limiter: share one limiter between several hooks of one process.
+    :param rate_limiter: share one limiter between several hooks of one process. By
+        default the connection's ``rate_limit_storage`` decides: a Redis URL shares the
+        windows with every process using the same key, else they are this hook's own.
 
     The hook is safe to share between the threads of one task: one ``requests.Session``
     (connection pool sized for parallel work), one rate limiter and one set of counters.
@@ -93,7 +102,7 @@ class PostHogHook(BaseHook):
         retry_policy: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: SyncRateWindows | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -131,11 +140,12 @@ class PostHogHook(BaseHook):
         would start with an empty rate budget that PostHog still counts as spent (and
         be throttled), and pay again to learn that bulk delete is refused.
         """
-        return {"rate_windows": self.limiter.snapshot(), "bulk_delete": self._bulk_delete_supported}
+        windows = self.limiter.snapshot() if isinstance(self.limiter, RateLimiter) else None
+        return {"rate_windows": windows, "bulk_delete": self._bulk_delete_supported}
 
     def take_over(self, carried: dict[str, Any]) -> None:
         """Start from what an earlier hook's :meth:`carried_over` returned."""
-        if carried.get("rate_windows"):
+        if carried.get("rate_windows") and isinstance(self.limiter, RateLimiter):
             self.limiter.restore(carried["rate_windows"])
         if carried.get("bulk_delete") is not None:
             self._bulk_delete_supported = bool(carried["bulk_delete"])
@@ -173,10 +183,23 @@ class PostHogHook(BaseHook):
         session.mount("https://", adapter)
         policy = self._retry_policy or RetryPolicy(max_attempts=config.max_attempts)
         policy.max_wait = self.max_retry_wait(config)
-        limiter = self._rate_limiter or RateLimiter(config.rate_limits, clock=self._clock)
+        limiter = self._rate_limiter or self._own_limiter(config)
         core = ClientCore(config, policy, limiter, stats=self.stats, clock=self._clock)
         core.max_api_calls = self._max_api_calls
         return _Client(core=core, session=session)
+
+    def _own_limiter(self, config: ClientConfig) -> SyncRateWindows:
+        """The key's shared windows when the connection names a store, else this hook's own."""
+        if config.rate_limit_storage:
+            from airflow_provider_recordings.hooks.rate_store import SharedRateLimiter, masked_url
+
+            password = urlsplit(config.rate_limit_storage).password
+            if password:
+                _mask(password)
+            limiter = SharedRateLimiter(config, clock=self._clock, log=self.log)
+            self.log.info("Rate windows shared through %s", masked_url(config.rate_limit_storage))
+            return limiter
+        return RateLimiter(config.rate_limits, clock=self._clock)
 
     def max_retry_wait(self, config: ClientConfig | None = None) -> float:
         """Longest single wait this hook sleeps (argument, else the connection's extra)."""
@@ -185,13 +208,17 @@ class PostHogHook(BaseHook):
         return (config or self.config).max_retry_wait
 
     @property
-    def limiter(self) -> RateLimiter:
-        return self._client().core.limiter
+    def limiter(self) -> SyncRateWindows:
+        return self._client().core.limiter  # type: ignore[no-any-return]
 
     # -- Transport ---------------------------------------------------------------------
 
-    def send(self, request: ApiRequest) -> Any:
-        """Send one request with retries, rate limiting and counting; return the decoded body."""
+    def send(self, request: ApiRequest, *, before_send: Callable[[], None] | None = None) -> Any:
+        """Send one request with retries, rate limiting and counting; return the decoded body.
+
+        ``before_send`` runs once, when the rate budget first lets the request go and
+        just before its bytes do (an audit trail's "requested" line).
+        """
         from tenacity import Retrying
 
         client = self._client()
@@ -200,9 +227,12 @@ class PostHogHook(BaseHook):
             before_sleep=lambda state: client.core.before_retry(request, state, self.log),
             **client.core.policy.tenacity_kwargs(),
         )
-        return retrying(self._attempt, client, request)
+        announce = [before_send] if before_send is not None else []
+        return retrying(self._attempt, client, request, announce)
 
-    def _attempt(self, client: _Client, request: ApiRequest) -> Any:
+    def _attempt(
+        self, client: _Client, request: ApiRequest, announce: list[Callable[[], None]] | None = None
+    ) -> Any:
         import requests
 
         core = client.core
@@ -210,6 +240,8 @@ class PostHogHook(BaseHook):
         while call is None:
             self._sleep(wait)
             wait, call = core.wait_before(request)
+        while announce:
+            announce.pop()()
         config = core.config
         try:
             response = client.session.request(
@@ -225,7 +257,14 @@ class PostHogHook(BaseHook):
             raise core.transport_error(request, exc) from None
         finally:
             core.answered(call)
-        return core.answer(request, response.status_code, response.headers, body)
+        try:
+            return core.answer(request, response.status_code, response.headers, body)
+        except PostHogRateLimitError as exc:
+            # Everyone sharing the windows waits as long as PostHog asked, at once, even
+            # when the wait is too long for this task to sleep and it stops or defers.
+            if exc.retry_after:
+                core.limiter.pause(exc.retry_after)
+            raise
 
     # -- Recordings --------------------------------------------------------------------
 
@@ -274,6 +313,7 @@ class PostHogHook(BaseHook):
         *,
         max_workers: int = 1,
         on_part: DeleteCallback | None = None,
+        before_part: Callable[[list[str]], None] | None = None,
     ) -> DeleteSummary:
         """Delete many recordings: bulk (100 per call) where allowed, one by one otherwise.
 
@@ -283,6 +323,9 @@ class PostHogHook(BaseHook):
         an error that outlived its retries) fails that id only. Errors that concern the
         whole run (authentication, a rate-limit wait over the cap, a spent call budget)
         stop it and are raised; ``on_part`` has then seen every part that finished.
+        ``before_part`` sees each part's ids just before its call is made (from the
+        worker thread that makes it), so an audit trail can record what was asked even
+        when the process dies before the answer arrives.
         """
         ids = endpoints.validate_recording_ids(recording_ids)
         summary = DeleteSummary()
@@ -292,15 +335,22 @@ class PostHogHook(BaseHook):
             if on_part is not None:
                 on_part(part, chunk)
 
+        announce = before_part or _nothing
         remaining = (
-            self._bulk_delete(ids, record, max_workers) if self._bulk_delete_supported is not False else ids
+            self._bulk_delete(ids, record, announce, max_workers)
+            if self._bulk_delete_supported is not False
+            else ids
         )
         if remaining:
-            self._single_deletes(remaining, record, max_workers)
+            self._single_deletes(remaining, record, announce, max_workers)
         return summary
 
     def _bulk_delete(
-        self, ids: list[str], record: Callable[[DeleteSummary, list[str]], None], max_workers: int
+        self,
+        ids: list[str],
+        record: Callable[[DeleteSummary, list[str]], None],
+        announce: Callable[[list[str]], None],
+        max_workers: int,
     ) -> list[str]:
         """Delete in chunks; return the ids left for single deletes if bulk is refused."""
         chunk_size = self._bulk_chunk_size or self.config.bulk_delete_chunk_size
@@ -314,7 +364,7 @@ class PostHogHook(BaseHook):
         while self._bulk_delete_supported is None and chunks:
             first = chunks.pop(0)
             try:
-                part = self._bulk_chunk(first)
+                part = self._bulk_chunk(first, announce)
             except PostHogApiError as exc:
                 if endpoints.bulk_delete_unsupported(exc):
                     self._bulk_delete_supported = False
@@ -337,12 +387,14 @@ class PostHogHook(BaseHook):
                 assert part is not None
                 record(part, chunk)
 
-        run_each(chunks, self._bulk_chunk, finished, max_workers=max_workers)
+        run_each(chunks, lambda chunk: self._bulk_chunk(chunk, announce), finished, max_workers=max_workers)
         return []
 
-    def _bulk_chunk(self, chunk: list[str]) -> DeleteSummary:
+    def _bulk_chunk(
+        self, chunk: list[str], announce: Callable[[list[str]], None] = _nothing
+    ) -> DeleteSummary:
         try:
-            data = self.send(endpoints.bulk_delete(chunk))
+            data = self.send(endpoints.bulk_delete(chunk), before_send=lambda: announce(chunk))
         except PostHogBadRequestError:
             if len(chunk) <= endpoints.OLD_BULK_DELETE_MAX:
                 raise
@@ -350,16 +402,20 @@ class PostHogHook(BaseHook):
             self._bulk_chunk_size = endpoints.OLD_BULK_DELETE_MAX
             summary = DeleteSummary()
             for start in range(0, len(chunk), endpoints.OLD_BULK_DELETE_MAX):
-                summary.add(self._bulk_chunk(chunk[start : start + endpoints.OLD_BULK_DELETE_MAX]))
+                summary.add(self._bulk_chunk(chunk[start : start + endpoints.OLD_BULK_DELETE_MAX], announce))
             return summary
         return endpoints.reconcile_bulk_delete(chunk, data)
 
     def _single_deletes(
-        self, ids: list[str], record: Callable[[DeleteSummary, list[str]], None], max_workers: int
+        self,
+        ids: list[str],
+        record: Callable[[DeleteSummary, list[str]], None],
+        announce: Callable[[list[str]], None],
+        max_workers: int,
     ) -> None:
         def delete_one(recording_id: str) -> DeleteSummary:
             try:
-                self.send(endpoints.delete(recording_id))
+                self.send(endpoints.delete(recording_id), before_send=lambda: announce([recording_id]))
             except PostHogNotFoundError:
                 return DeleteSummary(requested=1, gone=[recording_id], already_gone=1)
             except PostHogRecordingApiFailure as exc:
@@ -388,6 +444,28 @@ class PostHogHook(BaseHook):
         """Turn the public link on or off; returns the new sharing configuration."""
         return _sharing_object(self.send(endpoints.set_sharing(recording_id, enabled)))
 
+    # -- Persons (erasure requests) ------------------------------------------------------
+
+    def find_persons(self, distinct_id: str) -> list[dict[str, Any]]:
+        """The persons owning ``distinct_id`` (none, or one): ``id``, ``uuid``, ``distinct_ids``..."""
+        data = self.send(endpoints.find_persons(distinct_id))
+        results = data.get("results") if isinstance(data, dict) else data
+        return [person for person in results or [] if isinstance(person, dict)]
+
+    def get_person(self, person: str) -> dict[str, Any]:
+        """One person, by numeric id or UUID (:class:`PostHogNotFoundError` when unknown)."""
+        data = self.send(endpoints.retrieve_person(person))
+        return data if isinstance(data, dict) else {}
+
+    def delete_person_recordings(self, person: str) -> None:
+        """Ask PostHog to delete every recording of a person's distinct ids.
+
+        PostHog answers 202 and deletes them in a background job some time later, one call
+        whatever their number, counted in the persons budget rather than the recordings
+        one. Needs the ``person:write`` scope; older servers lack the route (404/405).
+        """
+        self.send(endpoints.delete_person_recordings(person))
+
     # -- Airflow integration -----------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
@@ -401,6 +479,9 @@ class PostHogHook(BaseHook):
             self._attempt(client, ApiRequest("GET", params=(("limit", "1"), ("date_from", "-1d")), kind=LIST))
         except PostHogApiError as exc:
             return False, f"PostHog answered {exc.status}: {exc.detail or exc}"
+        except PostHogConfigError as exc:
+            # Airflow tests a form under a random connection id: name the field only.
+            return False, f"{exc.field}: {exc.problem}" if exc.field else str(exc)
         except PostHogError as exc:
             return False, str(exc)
         return True, f"Connected to PostHog project {config.project_id} at {config.base_url}"

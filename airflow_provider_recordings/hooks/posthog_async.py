@@ -8,21 +8,60 @@ sans-I/O core in :mod:`airflow_provider_recordings.core`. This one moves bytes w
 from __future__ import annotations
 
 import asyncio
+import importlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from airflow_provider_recordings.core.client import ClientCore
-from airflow_provider_recordings.core.config import ClientConfig
+from airflow_provider_recordings.core.config import ClientConfig, config_from_connection
 from airflow_provider_recordings.core.endpoints import validate_list_params
+from airflow_provider_recordings.core.errors import PostHogRateLimitError
 from airflow_provider_recordings.core.pagination import DEFAULT_PAGE_SIZE, RecordingPager
 from airflow_provider_recordings.core.protocol import ApiRequest, request_headers
-from airflow_provider_recordings.core.ratelimit import RateLimiter
+from airflow_provider_recordings.core.ratelimit import AsyncRateWindows, RateLimiter
 from airflow_provider_recordings.core.retry import RetryPolicy
+
+#: Modules the first request would import on the event loop (httpx's async transport,
+#: tenacity's async retry loop).
+_FIRST_REQUEST_IMPORTS = ("httpx", "tenacity", "anyio._backends._asyncio", "anyio.streams.tls", "sniffio")
+
+
+def prepare_off_loop() -> None:
+    """Import, in a worker thread, what the first request would import on the event loop
+    (where, in Airflow's triggerer, it would stall every other trigger)."""
+    for name in _FIRST_REQUEST_IMPORTS:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # pragma: no cover - an internal module moved; it loads later
+            pass
 
 
 class AsyncPostHogClient:
-    """Send requests to PostHog without blocking; use as ``async with``."""
+    """Send requests to PostHog without blocking; use as ``async with``.
+
+    In an event loop shared with others (Airflow's triggerer), create it with
+    :meth:`open`: building an HTTP client (its TLS context, first imports) takes tens of
+    milliseconds that would otherwise stall every other trigger.
+    """
+
+    @classmethod
+    async def open(cls, conn_id: str, conn: Any, **kwargs: Any) -> AsyncPostHogClient:
+        """Validate the connection and build the client in a worker thread."""
+
+        def build() -> AsyncPostHogClient:
+            prepare_off_loop()
+            kwargs.setdefault("log", logging.getLogger(__name__))
+            return cls(config_from_connection(conn_id, conn), **kwargs)
+
+        client = await asyncio.to_thread(build)
+        try:
+            await client.check_store()
+        except BaseException:
+            await client.aclose()
+            raise
+        return client
 
     def __init__(
         self,
@@ -38,7 +77,7 @@ class AsyncPostHogClient:
 
         policy = retry_policy or RetryPolicy(max_attempts=config.max_attempts)
         policy.max_wait = config.max_retry_wait
-        self.core = ClientCore(config, policy, RateLimiter(config.rate_limits, clock=clock), clock=clock)
+        self.core = ClientCore(config, policy, self._own_limiter(config, clock, log), clock=clock)
         self.config = config
         self.stats = self.core.stats
         self.page_size = page_size
@@ -50,6 +89,21 @@ class AsyncPostHogClient:
             follow_redirects=False,
         )
 
+    @staticmethod
+    def _own_limiter(config: ClientConfig, clock: Callable[[], float], log: Any) -> AsyncRateWindows:
+        """The key's shared windows when the connection names a store, else this client's own."""
+        if config.rate_limit_storage:
+            from airflow_provider_recordings.hooks.rate_store import AsyncSharedRateLimiter
+
+            return AsyncSharedRateLimiter(config, clock=clock, log=log)
+        return RateLimiter(config.rate_limits, clock=clock)
+
+    async def check_store(self) -> None:
+        """With a shared store, fail clearly now (before any PostHog call) if it is unreachable."""
+        check = getattr(self.core.limiter, "check", None)
+        if check is not None:
+            await check()
+
     async def __aenter__(self) -> AsyncPostHogClient:
         return self
 
@@ -58,14 +112,20 @@ class AsyncPostHogClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        close = getattr(self.core.limiter, "aclose", None)
+        if close is not None:
+            await close()
 
     async def send(self, request: ApiRequest) -> Any:
         """One request with the same retry policy as the sync hook."""
         from tenacity import AsyncRetrying
 
+        async def before_sleep(state: Any) -> None:
+            await self.core.abefore_retry(request, state, self._log)
+
         retrying = AsyncRetrying(
             sleep=self._sleep,
-            before_sleep=lambda state: self.core.before_retry(request, state, self._log),
+            before_sleep=before_sleep,
             **self.core.policy.tenacity_kwargs(),
         )
         return await retrying(self._attempt, request)
@@ -73,10 +133,10 @@ class AsyncPostHogClient:
     async def _attempt(self, request: ApiRequest) -> Any:
         import httpx
 
-        wait, call = self.core.wait_before(request)
+        wait, call = await self.core.await_before(request)
         while call is None:
             await self._sleep(wait)
-            wait, call = self.core.wait_before(request)
+            wait, call = await self.core.await_before(request)
         try:
             response = await self._http.request(
                 request.method,
@@ -87,8 +147,13 @@ class AsyncPostHogClient:
         except httpx.TransportError as exc:
             raise self.core.transport_error(request, exc) from None
         finally:
-            self.core.answered(call)
-        return self.core.answer(request, response.status_code, response.headers, response.content)
+            await self.core.aanswered(call)
+        try:
+            return self.core.answer(request, response.status_code, response.headers, response.content)
+        except PostHogRateLimitError as exc:
+            if exc.retry_after:  # as in the sync hook: everyone waits, at once
+                await self.core.limiter.apause(exc.retry_after)
+            raise
 
     async def iter_recordings(self, **params: Any) -> AsyncIterator[dict[str, Any]]:
         """Every recording matching the list parameters, each once (see the sync hook)."""
