@@ -1,7 +1,10 @@
 """Wait in the triggerer until recordings stop being ``ongoing``.
 
-The trigger polls with the asynchronous client (no worker slot held, nothing blocking the
-event loop) and yields exactly one event:
+The trigger joins its connection's poll group
+(:class:`~airflow_provider_recordings.triggers.poll_group.PollGroup`): every waiting
+trigger of that connection in the triggerer shares one round of list calls, and each
+gets its own answer. Nothing blocks the event loop: the client is built, and its imports
+made, in a worker thread. The trigger yields exactly one event:
 
 * ``{"status": "success", "finished": [...]}`` when none of the targets is ongoing;
 * ``{"status": "error", "message": ...}`` with PostHog's detail when it cannot go on;
@@ -11,27 +14,16 @@ event loop) and yields exactly one event:
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_recordings.core.config import config_from_connection
-from airflow_provider_recordings.core.errors import PostHogError, PostHogRateLimitError
-from airflow_provider_recordings.core.ongoing import OngoingCheck, check_ongoing
-from airflow_provider_recordings.hooks.posthog_async import AsyncPostHogClient
-from airflow_provider_recordings.operators.selection import Selection
-
-
-async def poke_async(client: AsyncPostHogClient, selection: Selection, window: timedelta) -> OngoingCheck:
-    """One poke: the same list calls as the sync sensor, driven asynchronously."""
-    rows: list[dict[str, Any]] = []
-    for params in selection.queries():
-        rows.extend([row async for row in client.iter_recordings(**params) if selection.keep(row)])
-    missing = selection.find_missing({row["id"] for row in rows})
-    return check_ongoing(rows, missing_ids=missing, now=datetime.now(UTC), window=window)
+if TYPE_CHECKING:
+    from airflow_provider_recordings.hooks.posthog_async import AsyncPostHogClient
 
 
 class PostHogOngoingRecordingsTrigger(BaseTrigger):
@@ -43,8 +35,13 @@ class PostHogOngoingRecordingsTrigger(BaseTrigger):
     :param missing: ``"fail"`` (an error event names unknown ids) or ``"ignore"``.
     :param ongoing_window_seconds: without an ``ongoing`` flag, how recent the last data
         may be for a recording to count as ongoing.
-    :param poke_interval: seconds between polls.
+    :param poke_interval: seconds between polls (at most; a shared round can come sooner).
+        The first poll comes one interval after the trigger starts, since the sensor
+        checked just before it deferred, or with the next round of the triggers it
+        shares calls with.
     :param deadline: wall-clock UNIX time after which a timeout event is sent.
+    :param state: handed back unchanged in the event (an operator's progress across the
+        wait; the deferral's own kwargs are not kept by every runner).
     """
 
     def __init__(
@@ -57,6 +54,7 @@ class PostHogOngoingRecordingsTrigger(BaseTrigger):
         ongoing_window_seconds: float = 300.0,
         poke_interval: float = 60.0,
         deadline: float | None = None,
+        state: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.posthog_conn_id = posthog_conn_id
@@ -66,6 +64,7 @@ class PostHogOngoingRecordingsTrigger(BaseTrigger):
         self.ongoing_window_seconds = ongoing_window_seconds
         self.poke_interval = poke_interval
         self.deadline = deadline
+        self.state = state
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -78,52 +77,85 @@ class PostHogOngoingRecordingsTrigger(BaseTrigger):
                 "ongoing_window_seconds": self.ongoing_window_seconds,
                 "poke_interval": self.poke_interval,
                 "deadline": self.deadline,
+                "state": self.state,
             },
         )
 
-    async def _client(self) -> AsyncPostHogClient:
-        from airflow.providers.common.compat.connection import get_async_connection
-
-        conn = await get_async_connection(self.posthog_conn_id)
-        return AsyncPostHogClient(config_from_connection(self.posthog_conn_id, conn), log=self.log)
+    async def open_client(self) -> AsyncPostHogClient:
+        """The group's client, for this trigger's connection, read without blocking the loop."""
+        hooks, compat = await asyncio.to_thread(
+            _load,
+            "airflow_provider_recordings.hooks.posthog_async",
+            "airflow.providers.common.compat.connection",
+        )
+        conn = await compat.get_async_connection(self.posthog_conn_id)
+        return await hooks.AsyncPostHogClient.open(self.posthog_conn_id, conn)  # type: ignore[no-any-return]
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        # Airflow 3 starts triggers on the event loop every trigger shares: the first
+        # imports of this provider's machinery happen in a worker thread instead.
+        await asyncio.to_thread(_load, "airflow_provider_recordings.triggers.poll_group")
+        from airflow_provider_recordings.core.errors import PostHogError
+        from airflow_provider_recordings.operators.selection import Selection
+        from airflow_provider_recordings.triggers.poll_group import PollGroup, Throttled, Waiter
+
         try:
             selection = Selection.build(self.recording_ids, self.filters)
-            client = await self._client()
         except PostHogError as exc:
-            yield TriggerEvent({"status": "error", "message": str(exc)})
+            yield self._event({"status": "error", "message": str(exc)})
             return
-        window = timedelta(seconds=self.ongoing_window_seconds)
-        async with client:
+        waiter = Waiter(selection, self.poke_interval, timedelta(seconds=self.ongoing_window_seconds))
+        group = PollGroup.join(self.posthog_conn_id, waiter, self.open_client)
+        still_ongoing: list[str] = list(self.recording_ids or [])
+        try:
             while True:
-                wait = self.poke_interval
-                try:
-                    check = await poke_async(client, selection, window)
-                except PostHogRateLimitError as exc:
-                    # Throttled beyond what a retry may wait: poll again once PostHog allows.
-                    wait = max(wait, exc.retry_after or 0.0)
-                    self.log.info("Throttled by PostHog; polling again in %.0f s", wait)
-                except PostHogError as exc:
-                    yield TriggerEvent({"status": "error", "message": str(exc)})
+                left = None if self.deadline is None else self.deadline - time.time()
+                outcome = None if left is not None and left <= 0 else await _next(waiter, left)
+                if outcome is None:
+                    shown = ", ".join(still_ongoing[:10]) + (" ..." if len(still_ongoing) > 10 else "")
+                    yield self._event(
+                        {
+                            "status": "timeout",
+                            "message": f"recordings were still ongoing at the deadline: {shown}".rstrip(": "),
+                            "ongoing": still_ongoing,
+                        }
+                    )
                     return
-                else:
-                    if check.missing_ids and self.missing == "fail":
-                        yield TriggerEvent({"status": "error", "message": missing_message(check.missing_ids)})
-                        return
-                    if check.done:
-                        yield TriggerEvent({"status": "success", "finished": check.finished})
-                        return
-                    self.log.info("%d recording(s) still ongoing", len(check.ongoing_ids))
-                if self.deadline is not None:
-                    left = self.deadline - time.time()
-                    if left <= 0:
-                        yield TriggerEvent(
-                            {"status": "timeout", "message": "recordings were still ongoing at the deadline"}
-                        )
-                        return
-                    wait = min(wait, left)
-                await asyncio.sleep(wait)
+                if isinstance(outcome, Throttled):
+                    self.log.info("Throttled by PostHog; polling again in %.0f s", outcome.seconds)
+                    continue
+                if isinstance(outcome, PostHogError):
+                    yield self._event({"status": "error", "message": str(outcome)})
+                    return
+                if outcome.missing_ids and self.missing == "fail":
+                    yield self._event({"status": "error", "message": missing_message(outcome.missing_ids)})
+                    return
+                if outcome.done:
+                    yield self._event({"status": "success", "finished": outcome.finished})
+                    return
+                still_ongoing = outcome.ongoing_ids
+                self.log.info("%d recording(s) still ongoing", len(still_ongoing))
+        finally:
+            group.leave(waiter)
+
+    def _event(self, payload: dict[str, Any]) -> TriggerEvent:
+        if self.state is not None:
+            payload["state"] = self.state
+        return TriggerEvent(payload)
+
+
+def _load(*modules: str) -> Any:
+    """Import ``modules`` (meant for a worker thread): the module, or a tuple of them."""
+    loaded = tuple(importlib.import_module(module) for module in modules)
+    return loaded[0] if len(loaded) == 1 else loaded
+
+
+async def _next(waiter: Any, timeout: float | None) -> Any:
+    """The waiter's next outcome, or None when ``timeout`` passes first."""
+    try:
+        return await asyncio.wait_for(waiter.inbox.get(), timeout)
+    except TimeoutError:
+        return None
 
 
 def missing_message(missing_ids: list[str]) -> str:

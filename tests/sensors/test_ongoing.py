@@ -114,6 +114,11 @@ def test_throttle_and_server_errors_during_a_poke(emulator, posthog_conn, sleeps
     wait = sensor(sleeps, seeded_policy, recording_ids=ids)
     emulator.inject(Fault.throttle(retry_after=3000), times=1)
     assert wait.poke({}).is_done is False  # a long throttle is "not yet", not a failure
+    # PostHog asked for 3000 s: a poke before then sends nothing.
+    before = len(emulator.requests)
+    assert wait.poke({}).is_done is False
+    assert len(emulator.requests) == before
+    sleeps.now += 3000
     emulator.inject(Fault.status(503), times=2)
     emulator.inject(Fault.throttle(retry_after=2), times=1)
     assert wait.poke({}).is_done is True  # short ones are retried inside the poke
