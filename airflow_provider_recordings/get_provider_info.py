@@ -21,8 +21,11 @@ def _optional(type_name: str, default: Any = None, **schema: Any) -> dict[str, A
 CONN_FIELDS: dict[str, dict[str, Any]] = {
     "project_id": {
         "label": "Project ID",
-        "description": "Numeric id of the PostHog project (Project settings, or GET /api/projects/).",
-        "schema": {"type": ["string", "null"]},
+        # Airflow 3's form shows no placeholder for an extra field: the example goes in
+        # the help text, and ``examples`` makes the field suggest it.
+        "description": "Numeric id of the PostHog project, for example 12345 "
+        "(Project settings, or GET /api/projects/).",
+        "schema": {"type": ["string", "null"], "examples": ["12345"]},
     },
     "list_rate_plan": {
         "label": "List rate plan",
@@ -40,6 +43,13 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": "Client-side budget for all recordings calls (PostHog: 1200). "
         "Lower it to leave headroom for other jobs sharing the key.",
         "schema": _optional("integer", 1200),
+    },
+    "rate_limit_storage": {
+        "label": "Shared rate store",
+        "description": "Empty: each process keeps its own rate windows. A Redis URL "
+        "(redis://host:6379/0, rediss:// for TLS) makes every task, worker and trigger that uses "
+        "this PostHog host and key count against one budget. Needs airflow-provider-recordings[redis].",
+        "schema": _optional("string", None),
     },
     "max_retry_wait": {
         "label": "Longest wait (seconds)",
@@ -72,6 +82,7 @@ def get_provider_info() -> dict[str, Any]:
                     f"{PACKAGE}.operators.retention",
                     f"{PACKAGE}.operators.update",
                     f"{PACKAGE}.operators.sharing",
+                    f"{PACKAGE}.operators.erasure",
                 ],
             }
         ],

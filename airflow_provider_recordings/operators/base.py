@@ -21,6 +21,7 @@ from airflow.providers.common.compat.sdk import AirflowException, BaseOperator, 
 from airflow_provider_recordings.core.errors import (
     PostHogBudgetExhaustedError,
     PostHogConfigError,
+    PostHogError,
     PostHogRateLimitError,
 )
 from airflow_provider_recordings.hooks.posthog import PostHogHook
@@ -38,11 +39,24 @@ DEADLINE_RESERVE = 0.05
 
 
 class PostHogRecordingsLink(BaseOperatorLink):
-    """Opens the project's recordings in the PostHog UI."""
+    """Opens the project's recordings in the PostHog UI.
+
+    Airflow 3 asks for the link in the task's own process when the task ends (its UI then
+    reads what was stored), so the running operator answers from its own attribute: a
+    task that failed before it knew the address has no link, and no XCom lookup logs a
+    "not found" error for it. Airflow 2's webserver asks with the stored task instead,
+    and reads the XCom the operator pushed.
+    """
 
     name = "PostHog recordings"
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        url = getattr(operator, "replay_url", None)
+        if url:
+            return str(url)
+        if hasattr(ti_key, "xcom_pull"):
+            # Airflow 3, in the task's process: the operator never learned the address.
+            return ""
         from airflow.providers.common.compat.sdk import XCom
 
         return XCom.get_value(key=REPLAY_URL_XCOM_KEY, ti_key=ti_key) or ""
@@ -119,6 +133,9 @@ class PostHogRecordingsBaseOperator(BaseOperator):
     #: What the operator does to one recording, for messages ("deletions", ...).
     noun = "operations"
 
+    #: What a run does to the recordings, as lineage and asset events name it.
+    lineage_operation = "recordings"
+
     def __init__(
         self,
         *,
@@ -145,6 +162,10 @@ class PostHogRecordingsBaseOperator(BaseOperator):
         self.deferrable = deferrable
         self.page_size = page_size
         self.posthog_conn_id = posthog_conn_id
+        #: The project's recordings in PostHog's UI, known once the connection is read.
+        self.replay_url: str | None = None
+        #: What the last run did (counts only), for OpenLineage and asset events.
+        self.lineage: dict[str, Any] | None = None
 
     @cached_property
     def hook(self) -> PostHogHook:
@@ -211,10 +232,8 @@ class PostHogRecordingsBaseOperator(BaseOperator):
         self.validate(context)
         self.build_selection()
         state = RunState.from_dict(carried) if carried else self._new_state(context)
-        self.hook.config  # noqa: B018 - validates the connection before any request
-        if not carried:
-            self._share_replay_url(context)
-        elif state.extra.get("hook"):
+        self._share_replay_url(context, push=not carried)
+        if carried and state.extra.get("hook"):
             self.hook.take_over(state.extra.pop("hook"))
         self._limit_hook(state)
         stopped: str | None = None
@@ -269,6 +288,8 @@ class PostHogRecordingsBaseOperator(BaseOperator):
             report_path=self.report_path,
         )
         self.log.info("Result: %s", result)
+        self.lineage = self.lineage_summary(result)
+        self._emit_asset_events(context)
         if stopped:
             left = "an unknown number of" if state.remaining is None else str(state.remaining)
             message = f"Stopped early ({stopped}); {left} recording(s) remain for the next run."
@@ -278,10 +299,51 @@ class PostHogRecordingsBaseOperator(BaseOperator):
             self.log.warning("%s", message)
         return self.finish(context, result, state.failed, state.failed_count)
 
-    def _share_replay_url(self, context: Context) -> None:
+    # -- Lineage and assets ------------------------------------------------------------------
+
+    def lineage_summary(self, result: dict[str, Any]) -> dict[str, Any]:
+        """What the run did, in counts (never an id): for OpenLineage and asset events."""
+        return {
+            "operation": self.lineage_operation,
+            "selected": int(result.get("matched") or 0),
+            "failed": int(result.get("failed") or 0),
+            "remaining": int(result.get("remaining") or 0),
+        }
+
+    def _emit_asset_events(self, context: Context) -> None:
+        """Each outlet's asset event carries the run's counts in its ``extra``, so a DAG
+        scheduled on it knows what happened (Airflow 3 assets, Airflow 2.11 datasets)."""
+        events = context.get("outlet_events")
+        if not self.outlets or events is None or self.lineage is None:
+            return
+        for outlet in self.outlets:
+            events[outlet].extra = dict(self.lineage)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The recordings as OpenLineage sees them: read, and changed by the run
+        (``airflow_provider_recordings.lineage``). Called only by Airflow's OpenLineage
+        provider, so the lineage module is imported only where it is installed."""
+        return self._openlineage()
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        return self._openlineage()
+
+    def _openlineage(self) -> Any:
+        try:
+            config = self.hook.config
+        except PostHogError:
+            return None  # the connection is unusable: the failure itself says why
+        from airflow_provider_recordings.lineage import operator_lineage
+
+        return operator_lineage(config, self.lineage_operation, self.lineage or {})
+
+    def _share_replay_url(self, context: Context, *, push: bool) -> None:
+        """Learn the PostHog address of the project (reading, and so validating, the
+        connection before any request) and share it with the extra link."""
         config = self.hook.config
-        url = f"{config.base_url}/project/{config.project_id}/replay/home"
-        context["ti"].xcom_push(key=REPLAY_URL_XCOM_KEY, value=url)
+        self.replay_url = f"{config.base_url}/project/{config.project_id}/replay/home"
+        if push:
+            context["ti"].xcom_push(key=REPLAY_URL_XCOM_KEY, value=self.replay_url)
 
     def finish(
         self, context: Context, result: dict[str, Any], failed: dict[str, str], failed_count: int

@@ -14,7 +14,8 @@ from types import TracebackType
 from typing import IO, Any
 
 
-def _open_for_writing(target: str, mode: str) -> IO[str]:
+def open_for_writing(target: str, mode: str) -> IO[str]:
+    """A text file to write: a local path (folders made as needed) or an object-storage URL."""
     if "://" not in target:
         path = Path(target).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,7 +42,7 @@ class AuditReport:
 
     def __enter__(self) -> AuditReport:
         if self.target:
-            self._handle = _open_for_writing(self.target, self._mode)
+            self._handle = open_for_writing(self.target, self._mode)
         return self
 
     def write(self, **record: Any) -> None:

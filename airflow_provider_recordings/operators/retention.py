@@ -6,7 +6,7 @@ Example::
         task_id="enforce_retention",
         retention_days=90,
         max_deletions=50_000,
-        report_path="s3://audit/posthog/{{ ds }}.jsonl",
+        report_path="s3://audit/posthog/{{ run_id }}.jsonl",
     )
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_recordings.core.endpoints import DeleteSummary
 from airflow_provider_recordings.core.errors import PostHogConfigError
@@ -132,6 +132,16 @@ class PostHogRecordingRetentionOperator(PostHogRecordingsBaseOperator):
         self.ongoing_window = ongoing_window
 
     noun = "deletions"
+    lineage_operation = "retention"
+
+    def lineage_summary(self, result: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **super().lineage_summary(result),
+            "deleted": result["deleted"],
+            "already_gone": result["already_gone"],
+            "dry_run": result["dry_run"],
+            "cutoff": result["cutoff"],
+        }
 
     def validate(self, context: Context) -> None:
         resolve_cutoff(self.retention_days, self.cutoff, context, datetime.now(UTC))
@@ -166,7 +176,8 @@ class PostHogRecordingRetentionOperator(PostHogRecordingsBaseOperator):
         )
         max_deletions = self._max_deletions()
         if max_deletions is not None and processed + len(plan.selected) > max_deletions and not dry_run:
-            raise AirflowException(
+            # A guard, not an accident: a retry would only list and refuse again.
+            raise AirflowFailException(
                 f"{processed + len(plan.selected)} recordings match the policy, more than "
                 f"max_deletions={max_deletions}; nothing was deleted. Check the policy, then raise "
                 "max_deletions or run with dry_run=True."
@@ -246,9 +257,19 @@ class PostHogRecordingRetentionOperator(PostHogRecordingsBaseOperator):
                 )
             progress.advance(len(chunk))
 
+        def requested(chunk: list[str]) -> None:
+            # Written before the call: a process killed while it waits for the answer
+            # still leaves a record of every recording it asked PostHog to delete.
+            for recording_id in chunk:
+                start, end = plan.selected.get(recording_id, (None, None))
+                report.write(
+                    id=recording_id, start_time=start, end_time=end, action="delete", result="requested"
+                )
+
         self.hook.delete_recordings(
             list(plan.selected),
             max_workers=as_int("max_workers", self.max_workers, minimum=1),
             on_part=record,
+            before_part=requested,
         )
         progress.finish()

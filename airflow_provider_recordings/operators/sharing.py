@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_recordings.core.errors import PostHogNotFoundError
 from airflow_provider_recordings.core.parallel import run_each
@@ -82,6 +82,14 @@ class PostHogSharingAuditOperator(PostHogRecordingsBaseOperator):
         self.fail_on_shared = fail_on_shared
 
     noun = "sharing checks"
+    lineage_operation = "sharing_audit"
+
+    def lineage_summary(self, result: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **super().lineage_summary(result),
+            "shared": result["shared"],
+            "links_disabled": result["disabled"],
+        }
 
     def validate(self, context: Context) -> None:
         as_bool("disable_shared", self.disable_shared)
@@ -177,7 +185,8 @@ class PostHogSharingAuditOperator(PostHogRecordingsBaseOperator):
         if as_bool("fail_on_shared", self.fail_on_shared) and result["still_shared"]:
             still = sorted(set(result["shared_recording_ids"]) - set(state.extra.get("disabled_ids", [])))
             context["ti"].xcom_push(key="return_value", value=result)
-            raise AirflowException(
+            # A gate, not an accident: retrying the task would only audit again.
+            raise AirflowFailException(
                 f"{len(still)} recording(s) remain publicly shared: {', '.join(still[:10])}"
                 + (" ..." if len(still) > 10 else "")
             )

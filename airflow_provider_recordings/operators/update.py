@@ -59,6 +59,10 @@ class PostHogBulkUpdateRecordingsOperator(PostHogRecordingsBaseOperator):
         self.update = update
 
     noun = "updates"
+    lineage_operation = "bulk_update"
+
+    def lineage_summary(self, result: dict[str, Any]) -> dict[str, Any]:
+        return {**super().lineage_summary(result), "updated": result["updated"]}
 
     def validate(self, context: Context) -> None:
         parse_update(self.update)

@@ -127,8 +127,11 @@ def test_report_is_an_audit_trail(emulator, posthog_conn, run_operator, tmp_path
     assert {line["id"] for line in lines} == ids["expired"]
     for line in lines:
         assert line["action"] == "delete"
-        assert line["result"] == "deleted"
         assert line["start_time"] and line["end_time"]
+    # Each recording: "requested" before its call, then the outcome.
+    for recording_id in ids["expired"]:
+        results = [line["result"] for line in lines if line["id"] == recording_id]
+        assert results == ["requested", "deleted"]
     assert API_KEY not in report.read_text()
 
 
