@@ -7,8 +7,9 @@ match ``filters`` (by default a QA account over the last week) and marks them vi
 The listing task hands out the ids in chunks of ``ids_per_task``; each chunk becomes
 one mapped task instance (dynamic task mapping), so a large backlog spreads over the
 workers and a failed chunk can be retried alone. Every mapped instance shares PostHog's
-per-key budget of 240 calls a minute (one PATCH per recording), so more chunks do not
-mean a faster run once that budget is the limit.
+per-key budget of 240 calls a minute and 1,200 an hour (one PATCH per recording), so
+more chunks do not mean a faster run once that budget is the limit; while it is spent,
+the instances wait in the triggerer and go on.
 
 ``filters`` takes PostHog's list filters, e.g.
 ``{"distinct_ids": ["qa-bot", "synthetics"], "date_from": "-30d"}``; keep a ``date_from``
@@ -44,6 +45,9 @@ with DAG(
         "ids_per_task": Param(
             500, type="integer", minimum=1, description="Recording ids per mapped update task."
         ),
+        "posthog_conn_id": Param(
+            "posthog_default", type="string", minLength=1, description="The PostHog connection to use."
+        ),
     },
     tags=["posthog"],
 ) as dag:
@@ -52,7 +56,7 @@ with DAG(
     def list_unviewed(params: dict[str, Any] | None = None) -> list[list[str]]:
         """List once here, so the mapped tasks only PATCH (list calls have the smallest budget)."""
         params = params or {}
-        hook = PostHogHook()
+        hook = PostHogHook(params["posthog_conn_id"])
         ids = [r["id"] for r in hook.iter_recordings(**params["filters"]) if not r.get("viewed")]
         size = int(params["ids_per_task"])
         chunks = [ids[start : start + size] for start in range(0, len(ids), size)]
@@ -63,4 +67,9 @@ with DAG(
         task_id="mark_viewed",
         update={"viewed": True},
         max_workers=4,
+        posthog_conn_id="{{ params.posthog_conn_id }}",
+        # Every mapped instance draws on the same per-key budget; when it is spent they
+        # wait in the triggerer and go on, instead of failing.
+        deferrable=True,
+        retries=2,
     ).expand(recording_ids=list_unviewed())

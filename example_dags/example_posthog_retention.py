@@ -14,19 +14,33 @@ team's own period every day, in three steps:
    recorded, and writes one report line per recording it touched.
 
 Every setting is a Param, so a manual run can change it without editing the DAG, e.g.
-``airflow dags test posthog_retention -c '{"dry_run_only": true, "retention_days": 30}'``.
-Reports go under ``report_dir``: a local directory or any URL ``ObjectStoragePath``
-understands (``s3://bucket/posthog-retention`` with the matching provider installed).
+``airflow dags trigger posthog_retention -c '{"dry_run_only": true, "retention_days": 30}'``.
+Reports go under ``report_dir``, one folder per run (named after the run id, which every
+run has: a manual run on Airflow 3 has no logical date): a local directory or any URL
+``ObjectStoragePath`` understands (``s3://bucket/posthog-retention`` with the matching
+provider installed).
+
+When ``delete_expired`` succeeds it updates the ``posthog://session-recordings/retention``
+asset, with the run's counts (deleted, selected, cutoff...) in the event's ``extra``: a
+DAG scheduled on that asset runs after each retention run.
 
 Cost: the dry run and the real run each list the selection once (one list call per
-1,000 recordings); deletions go 100 per call where PostHog allows bulk deletes.
+1,000 recordings); deletions go 100 per call where PostHog allows bulk deletes, else one
+call each. PostHog allows 1,200 calls an hour per key, so the first run on a large
+project can need many hours of budget: both tasks are deferrable, so while the budget is
+spent they wait in the triggerer (no worker slot held) and go on where they stopped.
+Each run works for at most ``MAX_RUNTIME`` and the next day's run continues; a task
+that dies (a worker restart, an OOM kill) is retried, and the retry lists again, so
+nothing is deleted twice.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pendulum
+from airflow.providers.common.compat.assets import Asset
 from airflow.providers.common.compat.sdk import (
     DAG,
     AirflowFailException,
@@ -37,10 +51,26 @@ from airflow.providers.common.compat.sdk import (
 
 from airflow_provider_recordings.operators.retention import PostHogRecordingRetentionOperator
 
-#: One folder per run (its logical date and time, so a manual run on the day of a
-#: scheduled one keeps both), one file per phase and attempt: a retry never overwrites
-#: the record of an attempt that already deleted recordings.
-REPORT_FOLDER = "{{ params.report_dir.rstrip('/') }}/{{ ts_nodash }}"
+#: One folder per run, one file per phase and attempt: a retry never overwrites the
+#: record of an attempt that already deleted recordings. The run id is there for every
+#: run; ``ds``/``ts_nodash`` are not (Airflow 3's manual runs have no logical date).
+REPORT_FOLDER = "{{ params.report_dir.rstrip('/') }}/{{ run_id }}"
+
+#: Updated by every successful deletion, for DAGs scheduled on "retention finished".
+RETENTION_DONE = Asset("posthog://session-recordings/retention")
+
+#: Longest a run keeps deleting (waits for the budget included); what remains is left,
+#: and reported, for the next day's run.
+MAX_RUNTIME = timedelta(hours=20)
+
+#: Settings both tasks share: the connection, waiting for PostHog's budget in the
+#: triggerer, and retries (after the deployment's default retry delay).
+COMMON = {
+    "posthog_conn_id": "{{ params.posthog_conn_id }}",
+    "deferrable": True,
+    "retries": 2,
+    "max_runtime": MAX_RUNTIME,
+}
 
 with DAG(
     dag_id="posthog_retention",
@@ -68,6 +98,9 @@ with DAG(
         "dry_run_only": Param(
             False, type="boolean", description="Only list what would be deleted; delete nothing."
         ),
+        "posthog_conn_id": Param(
+            "posthog_default", type="string", minLength=1, description="The PostHog connection to use."
+        ),
     },
     tags=["posthog", "retention"],
 ) as dag:
@@ -76,6 +109,7 @@ with DAG(
         retention_days="{{ params.retention_days }}",
         dry_run=True,
         report_path=REPORT_FOLDER + "/dry-run.try{{ ti.try_number }}.jsonl",
+        **COMMON,
     )
 
     @task(task_id="check_plan")
@@ -106,6 +140,8 @@ with DAG(
         max_deletions="{{ params.max_deletions }}",
         max_workers=4,
         report_path=REPORT_FOLDER + "/deleted.try{{ ti.try_number }}.jsonl",
+        outlets=[RETENTION_DONE],
+        **COMMON,
     )
 
     check_plan(plan_deletions.output) >> delete_expired

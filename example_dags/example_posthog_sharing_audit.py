@@ -47,6 +47,9 @@ with DAG(
             minLength=1,
             description="Directory or object-storage URL for the JSON Lines audit report.",
         ),
+        "posthog_conn_id": Param(
+            "posthog_default", type="string", minLength=1, description="The PostHog connection to use."
+        ),
     },
     tags=["posthog", "privacy"],
 ) as dag:
@@ -56,5 +59,11 @@ with DAG(
         disable_shared="{{ params.disable_shared }}",
         fail_on_shared="{{ params.fail_on_shared }}",
         max_workers=4,
-        report_path="{{ params.report_dir.rstrip('/') }}/{{ ts_nodash }}/sharing.try{{ ti.try_number }}.jsonl",
+        # One folder per run: the run id is there for every run, manual ones included.
+        report_path="{{ params.report_dir.rstrip('/') }}/{{ run_id }}/sharing.try{{ ti.try_number }}.jsonl",
+        posthog_conn_id="{{ params.posthog_conn_id }}",
+        # An audit of every recording can need more than an hour of PostHog's budget:
+        # wait for it in the triggerer instead of failing.
+        deferrable=True,
+        retries=2,
     )

@@ -7,7 +7,7 @@ a support ticket, sending a usability-test session to review, or exporting them,
 start only once those sessions are complete.
 
 Trigger the DAG per user, e.g. from a support tool through Airflow's REST API or with
-``airflow dags test posthog_wait_for_ongoing -c '{"distinct_id": "user-42"}'``. The
+``airflow dags trigger posthog_wait_for_ongoing -c '{"distinct_id": "user-42"}'``. The
 sensor defers while it waits, so no worker slot is held: the triggerer polls PostHog
 every ``POLL_EVERY`` with one list call. ``summarize_sessions`` then receives the
 finished recordings (id, end time, duration); replace it with the real hand-off.
@@ -43,12 +43,16 @@ with DAG(
             minLength=1,
             description="PostHog distinct id of the user whose sessions to wait for.",
         ),
+        "posthog_conn_id": Param(
+            "posthog_default", type="string", minLength=1, description="The PostHog connection to use."
+        ),
     },
     tags=["posthog"],
 ) as dag:
     wait_for_sessions = PostHogOngoingRecordingsSensor(
         task_id="wait_for_sessions",
         filters={"distinct_ids": ["{{ params.distinct_id }}"], "date_from": "-1d"},
+        posthog_conn_id="{{ params.posthog_conn_id }}",
         deferrable=True,
         poke_interval=POLL_EVERY.total_seconds(),
         timeout=timedelta(hours=6).total_seconds(),

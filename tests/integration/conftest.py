@@ -83,8 +83,14 @@ class AirflowCli:
         )
         self.env = env
 
-    def __call__(self, *args: str, connection: str | None = None, timeout: float = RUN_TIMEOUT) -> AirflowRun:
-        env = dict(self.env)
+    def __call__(
+        self,
+        *args: str,
+        connection: str | None = None,
+        timeout: float = RUN_TIMEOUT,
+        extra_env: dict[str, str] | None = None,
+    ) -> AirflowRun:
+        env = {**self.env, **(extra_env or {})}
         if connection is not None:
             env["AIRFLOW_CONN_POSTHOG_DEFAULT"] = connection
         started = time.monotonic()
@@ -101,9 +107,24 @@ class AirflowCli:
             args, completed.returncode, completed.stdout, completed.stderr, time.monotonic() - started
         )
 
-    def dags_test(self, dag_id: str, conf: dict[str, Any], emulator: PostHogEmulator) -> AirflowRun:
+    def dags_test(
+        self,
+        dag_id: str,
+        conf: dict[str, Any],
+        emulator: PostHogEmulator,
+        *,
+        extra_env: dict[str, str] | None = None,
+    ) -> AirflowRun:
         """Run one DAG end to end against ``emulator`` with ``conf`` overriding its Params."""
-        return self("dags", "test", dag_id, "--conf", json.dumps(conf), connection=connection_for(emulator))
+        return self(
+            "dags",
+            "test",
+            dag_id,
+            "--conf",
+            json.dumps(conf),
+            connection=connection_for(emulator),
+            extra_env=extra_env,
+        )
 
     def xcoms(self, dag_id: str, task_id: str, key: str = "return_value") -> dict[int, Any]:
         """The task's XCom values of the DAG's latest run, by map index (-1: not mapped)."""

@@ -8,8 +8,6 @@ exit code; every run's output and every report is also checked for the API key.
 from __future__ import annotations
 
 import re
-import threading
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,25 +15,9 @@ import pytest
 
 from airflow_provider_recordings.testing import EmulatorClock, PostHogEmulator, RequestRecord
 from tests.integration.conftest import AirflowCli, assert_no_secrets, report_lines
+from tests.system.project import Project, end_session_once_deferred
 
 pytestmark = pytest.mark.airflow_run
-
-#: PostHog's rule: a recording that received data in the last five minutes is ongoing.
-ONGOING_FOR = timedelta(minutes=5)
-
-
-@dataclass
-class Project:
-    """Recordings seeded into an emulator, by what a retention policy should do with them."""
-
-    expired: set[str] = field(default_factory=set)
-    fresh: set[str] = field(default_factory=set)
-    ongoing: set[str] = field(default_factory=set)
-    shared: set[str] = field(default_factory=set)
-
-    @property
-    def all(self) -> set[str]:
-        return self.expired | self.fresh | self.ongoing
 
 
 def seed_project(
@@ -117,7 +99,8 @@ def test_retention_deletes_exactly_the_expired_recordings(
     assert {line["id"] for line in planned} == project.expired
     assert {line["result"] for line in planned} == {"dry_run"}
     assert {line["id"] for line in deleted} == project.expired
-    assert {line["result"] for line in deleted} == {"deleted"}
+    assert {line["result"] for line in deleted} == {"requested", "deleted"}
+    assert {line["id"] for line in deleted if line["result"] == "deleted"} == project.expired
     assert_no_secrets(run.output, "the run's output")
     for path in reports.rglob("*.jsonl"):
         assert_no_secrets(path.read_text(), str(path))
@@ -239,20 +222,7 @@ def test_wait_for_ongoing_resumes_once_the_sessions_end(airflow_cli: AirflowCli,
     emulator.add_recording(start_time=now - timedelta(minutes=3), end_time=now, distinct_id="customer-other")
     assert live["ongoing"] is True
 
-    polls: list[RequestRecord] = []
-    lock = threading.Lock()
-
-    @emulator.on_request
-    def session_ends_after_first_poll(emulator: PostHogEmulator, record: RequestRecord) -> None:
-        # The sensor's own first check sees the session live and defers; before the
-        # trigger's first poll, five quiet minutes pass and the session is over.
-        if record.kind != "list" or user not in record.query.get("distinct_ids", ""):
-            return
-        with lock:
-            polls.append(record)
-            if len(polls) == 2:
-                emulator.clock.advance((ONGOING_FOR + timedelta(minutes=1)).total_seconds())
-
+    polls = end_session_once_deferred(emulator, user)
     run = airflow_cli.dags_test("posthog_wait_for_ongoing", {"distinct_id": user}, emulator).check()
 
     assert len(polls) >= 2, "the sensor never deferred: the session should have been live at first"

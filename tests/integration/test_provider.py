@@ -15,6 +15,7 @@ EXAMPLE_DAG_IDS = {
     "posthog_sharing_audit",
     "posthog_mark_viewed",
     "posthog_wait_for_ongoing",
+    "posthog_erasure_request",
 }
 
 
