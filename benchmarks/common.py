@@ -53,8 +53,15 @@ class Emulator:
         body = {"n": n, "days": days, "seed": seed, "ongoing": ongoing, "shared": shared}
         return self._post("seed", body)["ids"]
 
+    def add(self, recordings: list[dict[str, Any]]) -> list[str]:
+        """Add recordings field by field (start_time, end_time, distinct_id as in the API)."""
+        return self._post("recordings", {"recordings": recordings})["ids"]
+
     def set_clock(self, moment: datetime) -> None:
         self._post("clock", {"set": moment.isoformat()})
+
+    def advance_clock(self, seconds: float) -> None:
+        self._post("clock", {"advance": seconds})
 
     def connection(self, **extra: Any) -> str:
         """An ``AIRFLOW_CONN_*`` value pointing at this emulator."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import backlog, import_cost, memory, rate_budget, retention, sensor
+from benchmarks import backlog, import_cost, memory, rate_budget, retention, sensor, shared_key, trigger_start
 from benchmarks.report import Report, Section
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -69,6 +69,30 @@ FIGURES = (
         backlog.run,
         full=backlog.BacklogSizes(expired=20_000, recent=2_000, time_scale=180),
         quick=backlog.BacklogSizes(expired=2_400, recent=200, time_scale=360),
+    ),
+    Figure(
+        "7",
+        "One key, one budget: 3 operators in 3 processes + 40 deferred sensors",
+        shared_key.run,
+        full=shared_key.SharedKeySizes(
+            expired=4_000, audited=1_000, updated=1_000, sensors=40, time_scale=120
+        ),
+        quick=shared_key.SharedKeySizes(
+            expired=1_500,
+            audited=500,
+            updated=500,
+            sensors=40,
+            time_scale=240,
+            waiting=(1, 40, 400),
+            rounds=2,
+        ),
+    ),
+    Figure(
+        "8",
+        "Trigger start: how long it holds the triggerer's event loop",
+        trigger_start.run,
+        full=trigger_start.TriggerStartSizes(runs=5),
+        quick=trigger_start.TriggerStartSizes(runs=1),
     ),
 )
 
