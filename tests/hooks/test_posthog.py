@@ -406,9 +406,10 @@ def test_sharing_get_and_disable(emulator, hook):
 
 
 def test_threads_share_one_budget_and_stay_under_it(make_emulator, connect, seeded_policy):
-    limits = RateLimitConfig(per_minute=30, per_hour=1200, time_scale=100)
+    # A minute lasts 1.2 s: the budget binds on any machine that sends 25 calls a second.
+    limits = RateLimitConfig(per_minute=30, per_hour=1200, time_scale=50)
     emulator = make_emulator(rate_limits=limits, bulk_delete="forbidden")
-    connect(emulator.url, rate_limit_per_minute=30, rate_limit_per_hour=1200, rate_limit_time_scale=100)
+    connect(emulator.url, rate_limit_per_minute=30, rate_limit_per_hour=1200, rate_limit_time_scale=50)
     ids = emulator.seed(90, days=5)
     hook = PostHogHook(retry_policy=seeded_policy)
     summary = hook.delete_recordings(ids, max_workers=8)

@@ -133,14 +133,21 @@ def test_processes_on_one_key_stay_inside_its_budget(make_emulator, redis_server
         env = dict(os.environ, AIRFLOW_CONN_POSTHOG_DEFAULT=conn_json(emulator.url, **extras))
         workers = [
             subprocess.Popen(
-                [sys.executable, "-m", "tests.hooks.rate_store_worker", "--calls", "25"],
+                [sys.executable, "-m", "tests.hooks.rate_store_worker", "--calls", "25", "--barrier"],
                 env=env,
                 cwd=ROOT,
+                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
             )
             for _ in range(3)
         ]
+        # Airflow's imports take each process seconds, longer than this scaled hour: the
+        # three start calling together, or the baseline would not overlap at all.
+        assert [worker.stdout.readline().strip() for worker in workers] == ["ready"] * 3
+        for worker in workers:
+            worker.stdin.write("go\n")
+            worker.stdin.flush()
         outputs = [worker.communicate(timeout=240)[0] for worker in workers]
         assert all(worker.returncode == 0 for worker in workers)
         return [json.loads(output.strip().splitlines()[-1]) for output in outputs]

@@ -1,15 +1,17 @@
-"""A backlog two and a half times PostHog's hourly budget, cleared across deferrals in a real DAG run.
+"""A backlog two and a half times the hourly budget, cleared across deferrals in a real DAG run.
 
-The emulator enforces PostHog's free-plan limits on a scaled clock (an hour lasts fifteen
-seconds) and the connection's client limiter uses the same scale. The run must finish
-on its own through several deferrals, with the task instance deferred while it waits,
-and end exactly as a run that never waited.
+The emulator enforces the free plan's limits on a scaled clock (an hour lasts fifteen
+seconds), with an hourly budget of 300 calls instead of 1,200, and the connection's
+client limiter uses the same scale and budget. The run must finish on its own through
+several deferrals, with the task instance deferred while it waits, and end exactly as a
+run that never waited.
 
-The scale is chosen so that the budget, not the machine, is what binds: the task sends
-an hour's budget in a few seconds even on a busy two-core machine, then must wait most
-of a scaled hour, far longer than the half second it may sleep. (At a scale where the
-budget refills as fast as the machine can send, the run never has to wait long enough
-to defer.)
+The budget is what binds, not the machine: the task has to send only 20 calls a second
+to spend an hour's budget before the hour frees any of it, which even a busy two-core
+machine does many times over, and must then wait most of a scaled hour, far longer than
+the half second it may sleep. (With PostHog's full 1,200 an hour at this scale, a
+machine sending fewer than 80 calls a second would never have to wait long enough to
+defer.)
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import sqlite3
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
@@ -32,12 +35,13 @@ AIRFLOW_V3 = version("apache-airflow").startswith("3.")
 
 pytestmark = pytest.mark.airflow_run
 
-SCALE = 240  # an hour of budget lasts fifteen seconds: at most 80 calls a second
-BUDGET = 1200
+SCALE = 240  # an hour of budget lasts fifteen seconds
+BUDGET = 300  # calls an hour: spent in fifteen seconds at 20 calls a second
 
 
 def test_backlog_clears_across_deferrals(airflow_cli, make_emulator, tmp_path: Path) -> None:
-    emulator = make_emulator(rate_limits=RateLimitConfig.free(time_scale=SCALE), bulk_delete="forbidden")
+    limits = replace(RateLimitConfig.free(time_scale=SCALE), per_hour=BUDGET)
+    emulator = make_emulator(rate_limits=limits, bulk_delete="forbidden")
     now = datetime.now(UTC)
     doomed = {
         emulator.add_recording(
@@ -46,7 +50,9 @@ def test_backlog_clears_across_deferrals(airflow_cli, make_emulator, tmp_path: P
         for i in range(5 * BUDGET // 2)
     }
     kept = {emulator.add_recording(start_time=now - timedelta(days=3))["id"] for _ in range(20)}
-    connection = conn_json(emulator.url, rate_limit_time_scale=SCALE, max_retry_wait=0.5)
+    connection = conn_json(
+        emulator.url, rate_limit_time_scale=SCALE, rate_limit_per_hour=BUDGET, max_retry_wait=0.5
+    )
     report = tmp_path / "backlog.jsonl"
     env_cli = airflow_cli
     dags = Path(__file__).parent / "dags"
