@@ -203,7 +203,7 @@ class RateLimiter:
 
     def _span(self, name: str, index: int) -> float:
         """The length of window ``index`` of the ``name`` bucket, margin included."""
-        _, span = self.limits.windows("list" if name == "list" else name)[index]
+        _, span = self.limits.windows(name)[index]
         return span * (1 + WINDOW_MARGIN)
 
 
