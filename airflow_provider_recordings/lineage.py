@@ -10,13 +10,15 @@ neither DAG parsing nor a deployment without that provider ever loads it.
   (``/api/projects/12345/session_recordings``).
 * Standard facets where one fits: ``documentation`` on the dataset, and
   ``outputStatistics.rowCount`` on the output: the recordings the run changed.
-* What the run did, in a custom run facet ``posthogRecordings`` (schema in
-  ``docs/lineage/PostHogRecordingsRunFacet.json``): counts, dry run, cutoff, route. Never
-  a recording id, a distinct id, a token or a key.
+* What the run did, in a custom run facet ``posthogRecordings``: the fields of
+  :class:`~airflow_provider_recordings.core.summary.RunSummary` (its JSON schema,
+  ``docs/lineage/PostHogRecordingsRunFacet.json``, is generated from the same class).
+  Never a recording id, a distinct id, a token or a key.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import attr
@@ -30,45 +32,31 @@ from airflow.providers.common.compat.openlineage.facet import (
 from airflow.providers.openlineage.extractors import OperatorLineage
 
 from airflow_provider_recordings.core.config import ClientConfig
+from airflow_provider_recordings.core.summary import RunSummary
 
 SCHEMA_URL = (
     "https://github.com/airflow-provider-recordings/airflow-provider-recordings/blob/main/"
     "docs/lineage/PostHogRecordingsRunFacet.json#/$defs/PostHogRecordingsRunFacet"
 )
 
-#: The summary keys the facet carries (all counts or flags; nothing that names a person).
-FACET_FIELDS = (
-    "selected",
-    "deleted",
-    "already_gone",
-    "updated",
-    "shared",
-    "links_disabled",
-    "failed",
-    "remaining",
+
+def _schema_url() -> str:
+    return SCHEMA_URL
+
+
+#: What a PostHog recordings operator did in this run: the fields of
+#: :class:`~airflow_provider_recordings.core.summary.RunSummary`, as an OpenLineage run facet.
+PostHogRecordingsRunFacet = attr.make_class(
+    "PostHogRecordingsRunFacet",
+    {
+        item.name: attr.ib(default=item.default, type=item.type)
+        if item.default is not dataclasses.MISSING
+        else attr.ib(type=item.type)
+        for item in dataclasses.fields(RunSummary)
+    },
+    bases=(RunFacet,),
 )
-
-
-@attr.define
-class PostHogRecordingsRunFacet(RunFacet):
-    """What a PostHog recordings operator did in this run."""
-
-    operation: str
-    selected: int = 0
-    deleted: int = 0
-    already_gone: int = 0
-    updated: int = 0
-    shared: int = 0
-    links_disabled: int = 0
-    failed: int = 0
-    remaining: int = 0
-    dry_run: bool = False
-    cutoff: str | None = None
-    route: str | None = None
-
-    @staticmethod
-    def _get_schema() -> str:
-        return SCHEMA_URL
+PostHogRecordingsRunFacet._get_schema = staticmethod(_schema_url)  # type: ignore[attr-defined]
 
 
 def namespace(config: ClientConfig) -> str:
@@ -102,25 +90,13 @@ def changed_recordings(config: ClientConfig, changed: int) -> OutputDataset:
     )
 
 
-def operator_lineage(config: ClientConfig, operation: str, summary: dict[str, Any]) -> OperatorLineage:
+def operator_lineage(config: ClientConfig, summary: dict[str, Any]) -> OperatorLineage:
     """The lineage of one run: the recordings read, and (unless nothing changed) written."""
-    counts = {name: int(summary.get(name) or 0) for name in FACET_FIELDS}
-    facet = PostHogRecordingsRunFacet(
-        operation=operation,
-        selected=counts["selected"],
-        deleted=counts["deleted"],
-        already_gone=counts["already_gone"],
-        updated=counts["updated"],
-        shared=counts["shared"],
-        links_disabled=counts["links_disabled"],
-        failed=counts["failed"],
-        remaining=counts["remaining"],
-        dry_run=bool(summary.get("dry_run")),
-        cutoff=summary.get("cutoff"),
-        route=summary.get("route"),
+    known = RunSummary(
+        **{item.name: summary[item.name] for item in dataclasses.fields(RunSummary) if item.name in summary}
     )
-    changed = facet.deleted + facet.updated + facet.links_disabled
-    outputs = [] if facet.dry_run or not changed else [changed_recordings(config, changed)]
+    facet = PostHogRecordingsRunFacet(**known.as_dict())
+    outputs = [] if known.dry_run or not known.changed else [changed_recordings(config, known.changed)]
     return OperatorLineage(
         inputs=[recordings_dataset(config)],
         outputs=outputs,

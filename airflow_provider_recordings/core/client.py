@@ -7,6 +7,7 @@ counters, throttle pauses, retry logging and the meaning of the answer live here
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +16,7 @@ from airflow_provider_recordings.core.config import ClientConfig
 from airflow_provider_recordings.core.errors import (
     PostHogBudgetExhaustedError,
     PostHogRateLimitError,
+    PostHogStoppedError,
     PostHogTransportError,
 )
 from airflow_provider_recordings.core.protocol import ApiRequest, interpret
@@ -22,9 +24,13 @@ from airflow_provider_recordings.core.ratelimit import (
     AsyncRateWindows,
     SyncRateWindows,
     budget_exceeded_error,
+    describe_budget,
 )
 from airflow_provider_recordings.core.retry import RetryPolicy
 from airflow_provider_recordings.core.stats import CallStats
+
+#: Waits at least this long are said in the log (why, and for how long).
+LOGGED_WAIT = 5.0
 
 
 class ClientCore:
@@ -47,6 +53,8 @@ class ClientCore:
         self.clock = clock
         self.max_api_calls: int | None = None
         self.stop_at: float | None = None
+        #: Set when the run is stopped (killed, timed out): no request starts after it.
+        self.stopped = threading.Event()
 
     def wait_before(self, request: ApiRequest) -> tuple[float, Any]:
         """Seconds to wait before ``request`` may be sent, or ``(0, call)``: it is counted
@@ -64,6 +72,8 @@ class ClientCore:
         return self._admitted(request, *(await self.limiter.abegin(request.kind)))
 
     def _check_run_budgets(self) -> None:
+        if self.stopped.is_set():
+            raise PostHogStoppedError("the run was stopped; no new request was sent")
         if self.max_api_calls is not None and self.stats.requests >= self.max_api_calls:
             raise PostHogBudgetExhaustedError(
                 f"this task's call budget (max_api_calls={self.max_api_calls}) is spent"
@@ -80,6 +90,18 @@ class ClientCore:
         self.stats.count("requests")
         self.stats.count(f"kind:{request.method} {request.kind}")
         return 0.0, call
+
+    def say_wait(self, request: ApiRequest, wait: float, log: Any) -> bool:
+        """Log why the client waits, when the wait is long enough to notice; whether it did."""
+        if log is None or wait < LOGGED_WAIT:
+            return False
+        log.info(
+            "Waiting %.0f s before %s: the rate budget (%s) is spent for now",
+            wait,
+            request.describe(self.config),
+            describe_budget(request.kind, self.limiter.limits),
+        )
+        return True
 
     def transport_error(self, request: ApiRequest, exc: BaseException) -> PostHogTransportError:
         return PostHogTransportError(f"{request.describe(self.config)}: no answer ({type(exc).__name__})")

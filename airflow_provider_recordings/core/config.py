@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_recordings.core.errors import PostHogConfigError
+from airflow_provider_recordings.core.limits import BULK_DELETE_MAX
 
 DEFAULT_HOST = "https://us.posthog.com"
 
@@ -82,7 +83,7 @@ class ClientConfig:
     max_attempts: int = 6
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
-    bulk_delete_chunk_size: int = 100
+    bulk_delete_chunk_size: int = BULK_DELETE_MAX
     conn_id: str = "posthog_default"
     #: Where the rate windows live: None keeps them in the process; a Redis URL shares
     #: them with every process using the same host and key.
@@ -239,7 +240,8 @@ def build_client_config(
             connect_timeout=_positive_number(extras, "connect_timeout", 10.0, integer=False),
             read_timeout=_positive_number(extras, "read_timeout", 60.0, integer=False),
             bulk_delete_chunk_size=min(
-                100, _positive_number(extras, "bulk_delete_chunk_size", 100, integer=True)
+                BULK_DELETE_MAX,
+                _positive_number(extras, "bulk_delete_chunk_size", BULK_DELETE_MAX, integer=True),
             ),
             conn_id=conn_id,
             rate_limit_storage=_storage_url(extras),

@@ -18,6 +18,7 @@ from airflow_provider_recordings.core.errors import (
     PostHogNotFoundError,
     PostHogPermissionError,
 )
+from airflow_provider_recordings.core.limits import PERSONS_BULK_DELETE_MAX
 from airflow_provider_recordings.core.protocol import ApiRequest, recording_path
 
 #: Query parameters the list endpoint accepts; anything else PostHog rejects with a 400.
@@ -38,9 +39,6 @@ LIVE_UPDATE_FIELDS: dict[str, tuple[type, ...]] = {
 }
 PUBLISHED_UPDATE_FIELDS: dict[str, tuple[type, ...]] = {"person": (dict, str, int)}
 UPDATE_FIELDS = {**LIVE_UPDATE_FIELDS, **PUBLISHED_UPDATE_FIELDS}
-
-BULK_DELETE_MAX = 100
-OLD_BULK_DELETE_MAX = 20
 
 
 def validate_list_params(params: Mapping[str, Any]) -> None:
@@ -141,6 +139,17 @@ def delete_person_recordings(person: str) -> ApiRequest:
     return ApiRequest(
         "POST", path=person_path(person, "delete_recordings/"), kind=PERSONS, resource="persons"
     )
+
+
+def bulk_delete_person_recordings(person_uuids: list[str]) -> ApiRequest:
+    """Queue PostHog's job deleting every recording of these persons, keeping the persons
+    (``POST persons/bulk_delete/``, the route PostHog publishes; 202)."""
+    if not person_uuids or len(person_uuids) > PERSONS_BULK_DELETE_MAX:
+        raise PostHogConfigError(
+            f"persons/bulk_delete takes 1 to {PERSONS_BULK_DELETE_MAX} persons, got {len(person_uuids)}"
+        )
+    body = {"ids": list(person_uuids), "delete_recordings": True, "keep_person": True, "delete_events": False}
+    return ApiRequest("POST", path="bulk_delete/", json_body=body, kind=PERSONS, resource="persons")
 
 
 def person_path(person: str, suffix: str = "") -> str:

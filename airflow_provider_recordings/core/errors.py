@@ -17,13 +17,22 @@ class PostHogConfigError(PostHogError, ValueError):
 
     For a connection problem, ``field`` names the field (``extra.project_id``) and
     ``problem`` says what is wrong with it, so a form can show them without the message's
-    connection id.
+    connection id. ``final``: a retry would fail the same way (bad input); False for a
+    service the connection names that did not answer (it may answer later).
     """
+
+    final = True
 
     def __init__(self, message: str, *, field: str | None = None, problem: str | None = None) -> None:
         super().__init__(message)
         self.field = field
         self.problem = problem
+
+
+class PostHogStoreUnavailableError(PostHogConfigError):
+    """The shared rate store the connection names did not answer; a retry may succeed."""
+
+    final = False
 
 
 class PostHogApiError(PostHogError):
@@ -113,6 +122,26 @@ class PostHogRateLimitError(PostHogApiError):
 
 class PostHogBudgetExhaustedError(PostHogError):
     """The task's own call budget (``max_api_calls``) is spent; stop and report what remains."""
+
+
+class PostHogRunIncompleteError(PostHogError):
+    """The run stopped early with recordings left (``fail_on_remaining``); the next run goes on."""
+
+
+class PostHogItemsFailedError(PostHogError):
+    """Some recordings failed while the others succeeded; a rerun retries the failures."""
+
+
+class PostHogStoppedError(PostHogError):
+    """The run was stopped (killed, timed out, or failed elsewhere): no new request may start."""
+
+
+class PostHogOutputError(PostHogError):
+    """A report, receipt or archive could not be written; ``parameter`` names the setting."""
+
+    def __init__(self, message: str, *, parameter: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
 
 
 class PostHogCrossOriginError(PostHogError):

@@ -1,10 +1,15 @@
-"""Run one call per item on a few threads, stopping everything on a fatal error.
+"""Run one call per item on a few threads, stopping everything on a fatal error or a stop.
 
 Per-item failures (a 404, a 500 that outlived its retries) are results: the caller
 records them and the others go on. Fatal errors (a bad key, a rate-limit wait longer
 than the task may sleep, a spent call budget) stop the run: no new item starts, items
-already running finish, and the first fatal error is raised to the caller, who has
-seen every finished item through ``on_result`` and so knows exactly where it stopped.
+already running finish, and the first fatal error is raised to the caller, who has seen
+every finished item through ``on_result`` and so knows exactly where it stopped.
+
+A stop from outside (Airflow's ``on_kill``, or a timeout or interrupt raised in the
+calling thread) is different: nothing more starts, the calling thread does not wait for
+the items in flight (their answers may never come), and ``on_abandoned`` names each of
+them so the caller can report its outcome as unknown.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from airflow_provider_recordings.core.errors import (
     PostHogApiError,
     PostHogAuthError,
     PostHogRateLimitError,
+    PostHogStoppedError,
     PostHogTransportError,
 )
 
@@ -32,74 +38,135 @@ def is_item_failure(exc: BaseException) -> bool:
     return isinstance(exc, PostHogApiError | PostHogTransportError)
 
 
+def _nobody(item: object) -> None:
+    """The default ``on_abandoned``: nobody reports abandoned items."""
+
+
 def run_each(
     items: Iterable[Item],
     work: Callable[[Item], Result],
     on_result: Callable[[Item, Result | None, BaseException | None], None],
     *,
     max_workers: int = 1,
+    stop: threading.Event | None = None,
+    on_abandoned: Callable[[Item], None] = _nobody,
 ) -> None:
     """Call ``work`` on every item with at most ``max_workers`` in flight.
 
     ``on_result`` runs in the calling thread for each finished item with either the
-    result or the per-item error.
+    result or the per-item error. Once ``stop`` is set no item starts; if it was set
+    from outside, :class:`PostHogStoppedError` is raised.
     """
+    stop = stop or threading.Event()
     if max_workers <= 1:
-        for item in items:
-            try:
-                result = work(item)
-            except Exception as exc:
-                if not is_item_failure(exc):
-                    raise
-                on_result(item, None, exc)
-            else:
-                on_result(item, result, None)
-        return
+        _run_in_turn(items, work, on_result, stop, on_abandoned)
+    else:
+        _run_in_threads(items, work, on_result, max_workers, stop, on_abandoned)
 
+
+def _stopped() -> PostHogStoppedError:
+    return PostHogStoppedError("the run was stopped; no new request was sent")
+
+
+def _run_in_turn(
+    items: Iterable[Item],
+    work: Callable[[Item], Result],
+    on_result: Callable[[Item, Result | None, BaseException | None], None],
+    stop: threading.Event,
+    on_abandoned: Callable[[Item], None],
+) -> None:
+    for item in items:
+        if stop.is_set():
+            raise _stopped()
+        try:
+            result = work(item)
+        except Exception as exc:
+            if not is_item_failure(exc):
+                raise
+            on_result(item, None, exc)
+        except BaseException:
+            # A timeout or interrupt mid-call: whether PostHog got the request is unknown.
+            stop.set()
+            on_abandoned(item)
+            raise
+        else:
+            on_result(item, result, None)
+
+
+def _run_in_threads(
+    items: Iterable[Item],
+    work: Callable[[Item], Result],
+    on_result: Callable[[Item, Result | None, BaseException | None], None],
+    max_workers: int,
+    stop: threading.Event,
+    on_abandoned: Callable[[Item], None],
+) -> None:
     fatal: BaseException | None = None
-    stop = threading.Event()
+    fatal_seen = threading.Event()
     iterator = iter(items)
 
     def guarded(item: Item) -> Result | _NotStarted:
-        # Checked in the worker thread, so an item queued before a fatal error never
-        # starts after it.
-        if stop.is_set():
+        # Checked in the worker thread, so an item queued before a stop never starts after it.
+        if stop.is_set() or fatal_seen.is_set():
             return _NOT_STARTED
         try:
             return work(item)
         except Exception as exc:
             if not is_item_failure(exc):
-                stop.set()
+                fatal_seen.set()
             raise
 
-    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="posthog") as pool:
-        running: dict[Future[Result | _NotStarted], Item] = {}
+    pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="posthog")
+    running: dict[Future[Result | _NotStarted], Item] = {}
 
-        def fill() -> None:
-            while not stop.is_set() and len(running) < max_workers * 2:
-                try:
-                    item = next(iterator)
-                except StopIteration:
-                    return
-                running[pool.submit(guarded, item)] = item
+    def fill() -> None:
+        while not (stop.is_set() or fatal_seen.is_set()) and len(running) < max_workers * 2:
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+            running[pool.submit(guarded, item)] = item
 
+    def settle(future: Future[Result | _NotStarted], item: Item) -> None:
+        nonlocal fatal
+        error = future.exception()
+        if error is None:
+            outcome = future.result()
+            if not isinstance(outcome, _NotStarted):
+                on_result(item, outcome, None)
+        elif is_item_failure(error):
+            on_result(item, None, error)
+        elif fatal is None:
+            fatal = error
+
+    try:
         fill()
         while running:
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                item = running.pop(future)
-                error = future.exception()
-                if error is None:
-                    outcome = future.result()
-                    if not isinstance(outcome, _NotStarted):
-                        on_result(item, outcome, None)
-                elif is_item_failure(error):
-                    on_result(item, None, error)
-                elif fatal is None:
-                    fatal = error
+                settle(future, running.pop(future))
             fill()
+    except BaseException:
+        # Stopped from outside (a timeout, an interrupt) or on_result failed: start
+        # nothing more, do not wait for answers that may never come.
+        stop.set()
+        for future, item in list(running.items()):
+            if future.cancel():
+                continue
+            if future.done():
+                try:
+                    settle(future, item)
+                    continue
+                except Exception:
+                    pass
+            on_abandoned(item)
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     if fatal is not None:
         raise fatal
+    if stop.is_set():
+        raise _stopped()
 
 
 class _NotStarted:

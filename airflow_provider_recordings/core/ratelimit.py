@@ -207,14 +207,27 @@ class RateLimiter:
         return span * (1 + WINDOW_MARGIN)
 
 
+#: How messages name each bucket of :meth:`RateLimits.buckets`.
+BUCKET_NAMES = {"all": "every call", "list": "list calls", "persons": "persons calls"}
+
+
+def describe_budget(kind: str, limits: RateLimits) -> str:
+    """The budgets a call of ``kind`` counts against, in words."""
+    parts = []
+    for bucket, windows in limits.buckets(kind):
+        spans = " and ".join(f"{limit}/{_per(span * limits.time_scale)}" for limit, span in windows)
+        parts.append(f"{spans} for {BUCKET_NAMES.get(bucket, bucket)}")
+    return ", ".join(parts)
+
+
+def _per(seconds: float) -> str:
+    return {60.0: "min", 3600.0: "h"}.get(round(seconds, 6), f"{seconds:g} s")
+
+
 def budget_exceeded_error(wait: float, kind: str, limits: RateLimits) -> PostHogRateLimitError:
     """The error raised when the client's own budget needs a wait longer than allowed."""
-    budget = (
-        f"{limits.list_per_minute}/min and {limits.list_per_hour}/h for list calls, "
-        if kind == "list"
-        else ""
-    ) + f"{limits.per_minute}/min and {limits.per_hour}/h in all"
     return PostHogRateLimitError(
-        f"the client-side rate budget ({budget}) is spent; the next call is possible in {wait:.0f} s",
+        f"the client-side rate budget ({describe_budget(kind, limits)}) is spent; "
+        f"the next call is possible in {wait:.0f} s",
         retry_after=wait,
     )

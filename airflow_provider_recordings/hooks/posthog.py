@@ -18,13 +18,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_recordings.core import endpoints
 from airflow_provider_recordings.core.client import ClientCore
-from airflow_provider_recordings.core.config import ClientConfig, config_from_connection
+from airflow_provider_recordings.core.config import ClientConfig
 from airflow_provider_recordings.core.endpoints import DeleteSummary
 from airflow_provider_recordings.core.errors import (
     PostHogApiError,
@@ -34,14 +33,15 @@ from airflow_provider_recordings.core.errors import (
     PostHogNotFoundError,
     PostHogRateLimitError,
     PostHogRecordingApiFailure,
-    PostHogTransportError,
 )
+from airflow_provider_recordings.core.limits import OLD_BULK_DELETE_MAX, chunks
 from airflow_provider_recordings.core.pagination import DEFAULT_PAGE_SIZE, RecordingPager
-from airflow_provider_recordings.core.parallel import is_item_failure, run_each
+from airflow_provider_recordings.core.parallel import run_each
 from airflow_provider_recordings.core.protocol import LIST, ApiRequest, request_headers
 from airflow_provider_recordings.core.ratelimit import RateLimiter, SyncRateWindows
 from airflow_provider_recordings.core.retry import RetryPolicy
 from airflow_provider_recordings.core.stats import CallStats
+from airflow_provider_recordings.hooks.connection import choose_limiter, read_config, sharing_object
 
 if TYPE_CHECKING:
     import requests
@@ -52,6 +52,21 @@ DeleteCallback = Callable[[DeleteSummary, list[str]], None]
 
 def _nothing(ids: list[str]) -> None:
     """The default ``before_part``: nobody needs to know before a call is made."""
+
+
+class _BulkRefusedError(Exception):
+    """The server refused bulk deletes (to personal API keys, or has no such route)."""
+
+
+@dataclass
+class _Parts:
+    """The callbacks of one :meth:`PostHogHook.delete_recordings`: what each part achieved,
+    which ids a call is about to ask for, and which calls were abandoned in flight."""
+
+    record: Callable[[DeleteSummary, list[str]], None]
+    announce: Callable[[list[str]], None]
+    unknown: Callable[[list[str]], None]
+    max_workers: int
 
 
 @dataclass
@@ -77,7 +92,8 @@ class PostHogHook(BaseHook):
     :param max_api_calls: stop with :class:`PostHogBudgetExhaustedError` once this many
         HTTP requests were sent by this hook (a per-run budget).
     :param retry_policy: override the retry policy (tests inject a seeded one).
-    :param sleep: function used to wait (tests inject one that records instead).
+    :param sleep: function used to wait (tests inject one that records instead). By
+        default a wait ends early when the hook is stopped.
     :param clock: monotonic clock used by the rate limiter.
     :param rate_limiter: share one limiter between several hooks of one process. By
         default the connection's ``rate_limit_storage`` decides: a Redis URL shares the
@@ -100,7 +116,7 @@ class PostHogHook(BaseHook):
         max_retry_wait: float | None = None,
         max_api_calls: int | None = None,
         retry_policy: RetryPolicy | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         rate_limiter: SyncRateWindows | None = None,
         **kwargs: Any,
@@ -115,11 +131,14 @@ class PostHogHook(BaseHook):
         self._max_retry_wait = max_retry_wait
         self._retry_policy = retry_policy
         self._rate_limiter = rate_limiter
-        self._sleep = sleep
+        #: Set by :meth:`stop`: from then on no request starts and no wait goes on.
+        self.stop_event = threading.Event()
+        self._sleep = sleep or self._wait
         self._clock = clock
         self._lock = threading.Lock()
         self._client_state: _Client | None = None
         self._bulk_delete_supported: bool | None = None
+        self._bulk_answered = False
         self._bulk_chunk_size: int | None = None
 
     @property
@@ -158,6 +177,17 @@ class PostHogHook(BaseHook):
         """
         self._client().core.stop_at = None if seconds is None else self._clock() + seconds
 
+    def _wait(self, seconds: float) -> None:
+        """Sleep, unless the hook is stopped meanwhile."""
+        self.stop_event.wait(seconds)
+
+    def stop(self) -> None:
+        """Stop the run: no request starts after this (a request in flight may still end).
+
+        Safe from any thread and from a signal handler (Airflow's ``on_kill``).
+        """
+        self.stop_event.set()
+
     # -- Connection --------------------------------------------------------------------
 
     @property
@@ -175,31 +205,20 @@ class PostHogHook(BaseHook):
         import requests
         from requests.adapters import HTTPAdapter
 
-        config = config_from_connection(self.posthog_conn_id, self.get_connection(self.posthog_conn_id))
-        _mask(config.api_key)
+        config = read_config(self.posthog_conn_id, self.get_connection(self.posthog_conn_id))
         session = requests.Session()
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=32, max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         policy = self._retry_policy or RetryPolicy(max_attempts=config.max_attempts)
         policy.max_wait = self.max_retry_wait(config)
-        limiter = self._rate_limiter or self._own_limiter(config)
+        limiter = self._rate_limiter or choose_limiter(
+            config, asynchronous=False, clock=self._clock, log=self.log
+        )
         core = ClientCore(config, policy, limiter, stats=self.stats, clock=self._clock)
+        core.stopped = self.stop_event
         core.max_api_calls = self._max_api_calls
         return _Client(core=core, session=session)
-
-    def _own_limiter(self, config: ClientConfig) -> SyncRateWindows:
-        """The key's shared windows when the connection names a store, else this hook's own."""
-        if config.rate_limit_storage:
-            from airflow_provider_recordings.hooks.rate_store import SharedRateLimiter, masked_url
-
-            password = urlsplit(config.rate_limit_storage).password
-            if password:
-                _mask(password)
-            limiter = SharedRateLimiter(config, clock=self._clock, log=self.log)
-            self.log.info("Rate windows shared through %s", masked_url(config.rate_limit_storage))
-            return limiter
-        return RateLimiter(config.rate_limits, clock=self._clock)
 
     def max_retry_wait(self, config: ClientConfig | None = None) -> float:
         """Longest single wait this hook sleeps (argument, else the connection's extra)."""
@@ -237,7 +256,9 @@ class PostHogHook(BaseHook):
 
         core = client.core
         wait, call = core.wait_before(request)
+        said = False
         while call is None:
+            said = said or core.say_wait(request, wait, self.log)
             self._sleep(wait)
             wait, call = core.wait_before(request)
         while announce:
@@ -290,7 +311,9 @@ class PostHogHook(BaseHook):
         """Retrieve one recording (raises :class:`PostHogNotFoundError` when it is gone)."""
         return self.send(endpoints.retrieve(recording_id))
 
-    def update_recording(self, recording_id: str, **fields: Any) -> dict[str, Any]:
+    def update_recording(
+        self, recording_id: str, *, before_send: Callable[[], None] | None = None, **fields: Any
+    ) -> dict[str, Any]:
         """PATCH a recording. Fields are checked before the request.
 
         The live service reads ``viewed``, ``analyzed`` and ``player_metadata`` and needs
@@ -298,7 +321,7 @@ class PostHogHook(BaseHook):
         accepted too. Returns PostHog's answer (``{"success": true}`` on the live
         service, the recording on servers that follow the published document).
         """
-        return self.send(endpoints.update(recording_id, fields)) or {}
+        return self.send(endpoints.update(recording_id, fields), before_send=before_send) or {}
 
     def delete_recording(self, recording_id: str) -> None:
         """Delete one recording permanently. Idempotent: 204 and 404 both mean gone."""
@@ -314,6 +337,7 @@ class PostHogHook(BaseHook):
         max_workers: int = 1,
         on_part: DeleteCallback | None = None,
         before_part: Callable[[list[str]], None] | None = None,
+        on_unknown: Callable[[list[str]], None] | None = None,
     ) -> DeleteSummary:
         """Delete many recordings: bulk (100 per call) where allowed, one by one otherwise.
 
@@ -325,7 +349,8 @@ class PostHogHook(BaseHook):
         stop it and are raised; ``on_part`` has then seen every part that finished.
         ``before_part`` sees each part's ids just before its call is made (from the
         worker thread that makes it), so an audit trail can record what was asked even
-        when the process dies before the answer arrives.
+        when the process dies before the answer arrives. ``on_unknown`` sees the ids of
+        each call abandoned in flight when the run is stopped (its outcome is unknown).
         """
         ids = endpoints.validate_recording_ids(recording_ids)
         summary = DeleteSummary()
@@ -335,59 +360,63 @@ class PostHogHook(BaseHook):
             if on_part is not None:
                 on_part(part, chunk)
 
-        announce = before_part or _nothing
-        remaining = (
-            self._bulk_delete(ids, record, announce, max_workers)
-            if self._bulk_delete_supported is not False
-            else ids
-        )
+        parts = _Parts(record, before_part or _nothing, on_unknown or _nothing, max_workers)
+        remaining = self._bulk_delete(ids, parts) if self._bulk_delete_supported is not False else ids
         if remaining:
-            self._single_deletes(remaining, record, announce, max_workers)
+            self._single_deletes(remaining, parts)
         return summary
 
-    def _bulk_delete(
+    def each(
         self,
-        ids: list[str],
-        record: Callable[[DeleteSummary, list[str]], None],
-        announce: Callable[[list[str]], None],
-        max_workers: int,
-    ) -> list[str]:
+        items: Iterable[Any],
+        work: Callable[[Any], Any],
+        on_result: Callable[[Any, Any, BaseException | None], None],
+        *,
+        max_workers: int = 1,
+        on_abandoned: Callable[[Any], None] = _nothing,
+    ) -> None:
+        """:func:`~airflow_provider_recordings.core.parallel.run_each` under this hook's stop:
+        after :meth:`stop`, no item starts and items in flight are reported abandoned."""
+        run_each(
+            items, work, on_result, max_workers=max_workers, stop=self.stop_event, on_abandoned=on_abandoned
+        )
+
+    def _bulk_delete(self, ids: list[str], parts: _Parts) -> list[str]:
         """Delete in chunks; return the ids left for single deletes if bulk is refused."""
         chunk_size = self._bulk_chunk_size or self.config.bulk_delete_chunk_size
-        chunks = [ids[i : i + chunk_size] for i in range(0, len(ids), chunk_size)]
-
-        def failed(chunk: list[str], exc: BaseException) -> None:
-            record(DeleteSummary(requested=len(chunk), failed=dict.fromkeys(chunk, str(exc))), chunk)
-
-        # Probe one chunk at a time until the server says whether it allows bulk
-        # deletes, so a refusal costs one call, not max_workers.
-        while self._bulk_delete_supported is None and chunks:
-            first = chunks.pop(0)
-            try:
-                part = self._bulk_chunk(first, announce)
-            except PostHogApiError as exc:
-                if endpoints.bulk_delete_unsupported(exc):
-                    self._bulk_delete_supported = False
-                    self.log.info("Bulk delete is not available here (%s); deleting one by one.", exc)
-                    return [i for chunk in [first, *chunks] for i in chunk]
-                if not is_item_failure(exc):
-                    raise
-                failed(first, exc)
-                continue
-            except PostHogTransportError as exc:
-                failed(first, exc)
-                continue
-            self._bulk_delete_supported = True
-            record(part, first)
+        todo = chunks(ids, chunk_size)
 
         def finished(chunk: list[str], part: DeleteSummary | None, exc: BaseException | None) -> None:
             if exc is not None:
-                failed(chunk, exc)
-            else:
-                assert part is not None
-                record(part, chunk)
+                part = DeleteSummary(requested=len(chunk), failed=dict.fromkeys(chunk, str(exc)))
+            assert part is not None
+            parts.record(part, chunk)
 
-        run_each(chunks, lambda chunk: self._bulk_chunk(chunk, announce), finished, max_workers=max_workers)
+        def delete_chunk(chunk: list[str]) -> DeleteSummary:
+            return self._bulk_chunk(chunk, parts.announce)
+
+        def probe(chunk: list[str]) -> DeleteSummary:
+            try:
+                return delete_chunk(chunk)
+            except PostHogApiError as exc:
+                if endpoints.bulk_delete_unsupported(exc):
+                    raise _BulkRefusedError(str(exc)) from exc
+                raise
+
+        # Probe one chunk at a time until the server says whether it allows bulk
+        # deletes, so a refusal costs one call, not max_workers.
+        while self._bulk_delete_supported is None and todo:
+            first = todo.pop(0)
+            try:
+                self.each([first], probe, finished, on_abandoned=parts.unknown)
+            except _BulkRefusedError as exc:
+                self._bulk_delete_supported = False
+                self.log.info("Bulk delete is not available here (%s); deleting one by one.", exc)
+                return [i for chunk in [first, *todo] for i in chunk]
+            # A chunk that failed alone (a 5xx that outlived its retries) says nothing yet.
+            if self._bulk_delete_supported is None and self._bulk_answered:
+                self._bulk_delete_supported = True
+        self.each(todo, delete_chunk, finished, max_workers=parts.max_workers, on_abandoned=parts.unknown)
         return []
 
     def _bulk_chunk(
@@ -395,27 +424,22 @@ class PostHogHook(BaseHook):
     ) -> DeleteSummary:
         try:
             data = self.send(endpoints.bulk_delete(chunk), before_send=lambda: announce(chunk))
+            self._bulk_answered = True
         except PostHogBadRequestError:
-            if len(chunk) <= endpoints.OLD_BULK_DELETE_MAX:
+            if len(chunk) <= OLD_BULK_DELETE_MAX:
                 raise
             # Older servers take at most 20 ids per call.
-            self._bulk_chunk_size = endpoints.OLD_BULK_DELETE_MAX
+            self._bulk_chunk_size = OLD_BULK_DELETE_MAX
             summary = DeleteSummary()
-            for start in range(0, len(chunk), endpoints.OLD_BULK_DELETE_MAX):
-                summary.add(self._bulk_chunk(chunk[start : start + endpoints.OLD_BULK_DELETE_MAX], announce))
+            for part in chunks(chunk, OLD_BULK_DELETE_MAX):
+                summary.add(self._bulk_chunk(part, announce))
             return summary
         return endpoints.reconcile_bulk_delete(chunk, data)
 
-    def _single_deletes(
-        self,
-        ids: list[str],
-        record: Callable[[DeleteSummary, list[str]], None],
-        announce: Callable[[list[str]], None],
-        max_workers: int,
-    ) -> None:
+    def _single_deletes(self, ids: list[str], parts: _Parts) -> None:
         def delete_one(recording_id: str) -> DeleteSummary:
             try:
-                self.send(endpoints.delete(recording_id), before_send=lambda: announce([recording_id]))
+                self.send(endpoints.delete(recording_id), before_send=lambda: parts.announce([recording_id]))
             except PostHogNotFoundError:
                 return DeleteSummary(requested=1, gone=[recording_id], already_gone=1)
             except PostHogRecordingApiFailure as exc:
@@ -426,9 +450,15 @@ class PostHogHook(BaseHook):
             if exc is not None:
                 part = DeleteSummary(requested=1, failed={recording_id: str(exc)})
             assert part is not None
-            record(part, [recording_id])
+            parts.record(part, [recording_id])
 
-        run_each(ids, delete_one, finished, max_workers=max_workers)
+        self.each(
+            ids,
+            delete_one,
+            finished,
+            max_workers=parts.max_workers,
+            on_abandoned=lambda recording_id: parts.unknown([recording_id]),
+        )
 
     # -- Sharing -----------------------------------------------------------------------
 
@@ -438,11 +468,15 @@ class PostHogHook(BaseHook):
         The access token of an enabled link is registered with Airflow's secret masker
         as soon as it is read: anyone holding it can watch the recording.
         """
-        return _sharing_object(self.send(endpoints.get_sharing(recording_id)))
+        return sharing_object(self.send(endpoints.get_sharing(recording_id)))
 
-    def set_sharing(self, recording_id: str, enabled: bool) -> dict[str, Any]:
+    def set_sharing(
+        self, recording_id: str, enabled: bool, *, before_send: Callable[[], None] | None = None
+    ) -> dict[str, Any]:
         """Turn the public link on or off; returns the new sharing configuration."""
-        return _sharing_object(self.send(endpoints.set_sharing(recording_id, enabled)))
+        return sharing_object(
+            self.send(endpoints.set_sharing(recording_id, enabled), before_send=before_send)
+        )
 
     # -- Persons (erasure requests) ------------------------------------------------------
 
@@ -457,8 +491,19 @@ class PostHogHook(BaseHook):
         data = self.send(endpoints.retrieve_person(person))
         return data if isinstance(data, dict) else {}
 
+    def bulk_delete_person_recordings(self, person_uuids: list[str]) -> dict[str, Any]:
+        """Ask PostHog to delete every recording of these persons (at most 1,000), keeping
+        the persons themselves: ``POST persons/bulk_delete/``, PostHog's current route.
+
+        PostHog answers 202 and deletes them in a background job later; the answer says how
+        many persons it found. Needs ``person:write``; older servers lack the route (404/405).
+        """
+        data = self.send(endpoints.bulk_delete_person_recordings(person_uuids))
+        return data if isinstance(data, dict) else {}
+
     def delete_person_recordings(self, person: str) -> None:
-        """Ask PostHog to delete every recording of a person's distinct ids.
+        """Ask PostHog to delete every recording of a person's distinct ids (the deprecated
+        ``persons/<id>/delete_recordings/``, for servers without ``persons/bulk_delete/``).
 
         PostHog answers 202 and deletes them in a background job some time later, one call
         whatever their number, counted in the persons budget rather than the recordings
@@ -519,28 +564,3 @@ class PostHogHook(BaseHook):
                 lazy_gettext(spec["label"]), widget=BS3TextFieldWidget(), description=spec.get("description")
             )
         return widgets
-
-
-def _sharing_object(data: Any) -> dict[str, Any]:
-    """One sharing object, whether the server sent an object or (as documented) a list."""
-    if isinstance(data, list):
-        data = data[0] if data else {}
-    if not isinstance(data, dict):
-        return {}
-    token = data.get("access_token")
-    # Only a live link's token is a secret: before sharing is enabled PostHog sends a
-    # throwaway value. Masking those too would make the masker (which rebuilds one
-    # pattern over every secret it holds) slower with each recording audited.
-    if data.get("enabled") and isinstance(token, str) and token:
-        _mask(token)
-    return data
-
-
-def _mask(secret: str) -> None:
-    """Register a secret with Airflow's log masker (no-op where the masker is missing)."""
-    try:
-        from airflow.providers.common.compat.sdk import mask_secret
-
-        mask_secret(secret)
-    except Exception:  # pragma: no cover - masking is best effort outside a task
-        pass

@@ -15,13 +15,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from airflow_provider_recordings.core.client import ClientCore
-from airflow_provider_recordings.core.config import ClientConfig, config_from_connection
+from airflow_provider_recordings.core.config import ClientConfig
 from airflow_provider_recordings.core.endpoints import validate_list_params
 from airflow_provider_recordings.core.errors import PostHogRateLimitError
 from airflow_provider_recordings.core.pagination import DEFAULT_PAGE_SIZE, RecordingPager
 from airflow_provider_recordings.core.protocol import ApiRequest, request_headers
-from airflow_provider_recordings.core.ratelimit import AsyncRateWindows, RateLimiter
 from airflow_provider_recordings.core.retry import RetryPolicy
+from airflow_provider_recordings.hooks.connection import choose_limiter, read_config
 
 #: Modules the first request would import on the event loop (httpx's async transport,
 #: tenacity's async retry loop).
@@ -53,7 +53,7 @@ class AsyncPostHogClient:
         def build() -> AsyncPostHogClient:
             prepare_off_loop()
             kwargs.setdefault("log", logging.getLogger(__name__))
-            return cls(config_from_connection(conn_id, conn), **kwargs)
+            return cls(read_config(conn_id, conn), **kwargs)
 
         client = await asyncio.to_thread(build)
         try:
@@ -77,7 +77,8 @@ class AsyncPostHogClient:
 
         policy = retry_policy or RetryPolicy(max_attempts=config.max_attempts)
         policy.max_wait = config.max_retry_wait
-        self.core = ClientCore(config, policy, self._own_limiter(config, clock, log), clock=clock)
+        limiter = choose_limiter(config, asynchronous=True, clock=clock, log=log)
+        self.core = ClientCore(config, policy, limiter, clock=clock)
         self.config = config
         self.stats = self.core.stats
         self.page_size = page_size
@@ -88,15 +89,6 @@ class AsyncPostHogClient:
             timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
             follow_redirects=False,
         )
-
-    @staticmethod
-    def _own_limiter(config: ClientConfig, clock: Callable[[], float], log: Any) -> AsyncRateWindows:
-        """The key's shared windows when the connection names a store, else this client's own."""
-        if config.rate_limit_storage:
-            from airflow_provider_recordings.hooks.rate_store import AsyncSharedRateLimiter
-
-            return AsyncSharedRateLimiter(config, clock=clock, log=log)
-        return RateLimiter(config.rate_limits, clock=clock)
 
     async def check_store(self) -> None:
         """With a shared store, fail clearly now (before any PostHog call) if it is unreachable."""
@@ -134,7 +126,9 @@ class AsyncPostHogClient:
         import httpx
 
         wait, call = await self.core.await_before(request)
+        said = False
         while call is None:
+            said = said or self.core.say_wait(request, wait, self._log)
             await self._sleep(wait)
             wait, call = await self.core.await_before(request)
         try:

@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_recordings.core.config import ClientConfig, RateLimits
-from airflow_provider_recordings.core.errors import PostHogConfigError
+from airflow_provider_recordings.core.errors import PostHogConfigError, PostHogStoreUnavailableError
 from airflow_provider_recordings.core.ratelimit import WINDOW_MARGIN, Call, RateLimiter
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,8 @@ def _redis_module() -> Any:
 
 def _unreachable(config: ClientConfig, exc: BaseException) -> PostHogConfigError:
     problem = f"cannot use the rate store at {masked_url(config.rate_limit_storage or '')}: {exc}"
-    return PostHogConfigError(
+    error_class = PostHogConfigError if isinstance(exc, ValueError) else PostHogStoreUnavailableError
+    return error_class(
         f"PostHog connection {config.conn_id!r}: extra.rate_limit_storage: {problem}",
         field="extra.rate_limit_storage",
         problem=problem,

@@ -1,41 +1,38 @@
-"""What the three recordings operators share: connection, selection, budgets, deferral,
-reporting and results.
+"""What the recordings operators share: their parameters, the link to PostHog, lineage,
+and the run driver (:mod:`airflow_provider_recordings.run.driver`) that runs them all.
 
-Every operator run follows the same path: validate everything (no request yet), do the
-work while keeping a small :class:`RunState` up to date, and when PostHog's rate budget
-runs out either defer until it returns (``deferrable=True``) or fail with the wait. A
-run that reaches its own limits (``max_api_calls``, ``max_runtime``) stops cleanly and
-reports how many recordings remain, so the next scheduled run continues.
+An operator here declares only what is its own: its parameters (:meth:`prepare`), its
+phases and the moves between them (``machine``), its typed state (``Job``), the work of
+one phase (:meth:`step`) and its result (:meth:`result`). Validation before the first
+request, deferral and resumption, stopping, reporting and the XCom result are the
+driver's, and so the same for every operator.
 """
 
 from __future__ import annotations
 
-import time
+import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.providers.common.compat.sdk import AirflowException, BaseOperator, BaseOperatorLink, conf
+from airflow.providers.common.compat.sdk import BaseOperator, BaseOperatorLink, conf
 
-from airflow_provider_recordings.core.errors import (
-    PostHogBudgetExhaustedError,
-    PostHogConfigError,
-    PostHogError,
-    PostHogRateLimitError,
-)
+from airflow_provider_recordings.core.errors import PostHogConfigError, PostHogError
+from airflow_provider_recordings.core.selection import Selection
+from airflow_provider_recordings.core.summary import RunSummary
 from airflow_provider_recordings.hooks.posthog import PostHogHook
-from airflow_provider_recordings.operators.resume import RunState
-from airflow_provider_recordings.operators.selection import Selection
+from airflow_provider_recordings.run import driver
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from airflow_provider_recordings.run.driver import Run
+    from airflow_provider_recordings.run.machine import PhaseMachine
+
 #: XCom key under which operators leave the PostHog UI address for the extra link.
 REPLAY_URL_XCOM_KEY = "posthog_replay_url"
-
-#: Share of the run's time budget kept in reserve, so it stops before Airflow kills it.
-DEADLINE_RESERVE = 0.05
 
 
 class PostHogRecordingsLink(BaseOperatorLink):
@@ -73,6 +70,10 @@ def as_int(name: str, value: Any, *, minimum: int) -> int:
     return number
 
 
+def as_optional_int(name: str, value: Any, *, minimum: int) -> int | None:
+    return None if value in (None, "") else as_int(name, value, minimum=minimum)
+
+
 def as_bool(name: str, value: Any) -> bool:
     """A boolean parameter that may arrive as a rendered template string."""
     if isinstance(value, bool):
@@ -100,6 +101,25 @@ def as_seconds(name: str, value: Any) -> float | None:
     return seconds
 
 
+@dataclass(frozen=True)
+class RunParams:
+    """The parameters every operator shares, validated (before any request)."""
+
+    selection: Selection
+    max_workers: int
+    report_path: str | None
+    max_api_calls: int | None
+    #: Seconds the run may take, deferrals included (``max_runtime``, else the timeout).
+    time_limit: float | None
+    fail_on_remaining: bool
+    deferrable: bool
+    page_size: int
+
+    def shared(self) -> dict[str, Any]:
+        """These fields, to build an operator's own parameters on top of them."""
+        return {item.name: getattr(self, item.name) for item in dataclasses.fields(RunParams)}
+
+
 class PostHogRecordingsBaseOperator(BaseOperator):
     """Base of the recordings operators; not meant to be used directly.
 
@@ -110,7 +130,8 @@ class PostHogRecordingsBaseOperator(BaseOperator):
         selection covers all recordings, not PostHog's default last three days.
     :param max_workers: parallel requests (all share the hook's rate limiter).
     :param report_path: where to write the JSON Lines audit trail (templated): a local
-        path or any URL Airflow's ``ObjectStoragePath`` understands.
+        path or any URL Airflow's ``ObjectStoragePath`` understands. It is opened before
+        the first request, so an unwritable path fails the task with nothing changed.
     :param max_api_calls: stop after this many HTTP requests in this run, leaving budget
         for other jobs on the same key; the result says how many recordings remain.
     :param max_runtime: stop cleanly (with ``remaining`` in the result) before this much
@@ -131,10 +152,15 @@ class PostHogRecordingsBaseOperator(BaseOperator):
     ui_color = "#f9bd2b"
 
     #: What the operator does to one recording, for messages ("deletions", ...).
-    noun = "operations"
-
-    #: What a run does to the recordings, as lineage and asset events name it.
-    lineage_operation = "recordings"
+    noun: ClassVar[str] = "operations"
+    #: What a run does to the recordings, as lineage, asset events and metrics name it.
+    operation: ClassVar[str] = "recordings"
+    #: The counters a run keeps (each appears in the result; see :meth:`Run.count`).
+    counters: ClassVar[tuple[str, ...]] = ()
+    #: The phases and the moves between them.
+    machine: ClassVar[PhaseMachine]
+    #: The operator's typed state (a dataclass).
+    job_type: ClassVar[type]
 
     def __init__(
         self,
@@ -171,146 +197,91 @@ class PostHogRecordingsBaseOperator(BaseOperator):
     def hook(self) -> PostHogHook:
         return PostHogHook(self.posthog_conn_id, page_size=self.page_size)
 
-    # -- To be provided by each operator --------------------------------------------------
+    # -- Airflow's entry points (the same for every operator) ----------------------------
 
-    def validate(self, context: Context) -> None:
-        """Check the operator's own parameters (raise before any request)."""
-
-    def start(self, context: Context, state: RunState) -> None:
-        """Fill a new run's state (e.g. fix the cutoff once for all deferrals)."""
-
-    def run(self, context: Context, state: RunState) -> None:
-        """Do (the rest of) the work, keeping ``state`` current as items finish."""
-        raise NotImplementedError
-
-    def result(self, state: RunState) -> dict[str, Any]:
-        """The operator-specific part of the XCom result."""
-        raise NotImplementedError
-
-    # -- The shared run ---------------------------------------------------------------------
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        return self._drive(context, None)
+    def execute(self, context: Context) -> Any:
+        return driver.drive(self, context)
 
     def execute_resume(
         self, context: Context, event: dict[str, Any] | None = None, state: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """Entry point after a deferral: the budget is back, go on from ``state``."""
-        waited = (event or {}).get("waited", 0.0)
-        self.log.info("Resuming after waiting %.0f s for PostHog's rate budget", waited)
-        return self._drive(context, state or (event or {}).get("state"))
+    ) -> Any:
+        """Back from the triggerer: go on from ``state`` (kept by the deferral, or handed
+        back in the trigger's event) with the event's outcome."""
+        carried = state or (event or {}).get("state")
+        if not isinstance(carried, dict):
+            raise PostHogConfigError("resumed without the run's state; clear the task to start over")
+        return driver.drive(self, context, carried, event)
 
-    def build_selection(self) -> Selection:
-        """Validate the selection arguments (before any request); errors fail the task."""
-        return Selection.build(self.recording_ids, self.filters)
+    #: 0.2.0's erasure deferred to this name; tasks deferred then resume here.
+    execute_after_wait = execute_resume
 
-    def _check_common(self) -> None:
-        as_int("max_workers", self.max_workers, minimum=1)
-        if self.max_api_calls not in (None, ""):
-            as_int("max_api_calls", self.max_api_calls, minimum=1)
-        as_seconds("max_runtime", self.max_runtime)
-        as_bool("fail_on_remaining", self.fail_on_remaining)
+    def on_kill(self) -> None:
+        """Airflow is stopping the task: no request starts after this."""
+        if "hook" in self.__dict__:
+            self.hook.stop()
 
-    def _new_state(self, context: Context) -> RunState:
-        state = RunState()
+    # -- what each operator provides -------------------------------------------------------
+
+    def prepare(self, context: Context) -> RunParams:
+        """Validate every parameter (raise :class:`PostHogConfigError`; no request yet)."""
+        return self.run_params(context)
+
+    def new_job(self, context: Context, params: Any) -> Any:
+        """The typed state of a new run (e.g. fix the cutoff once for all passes)."""
+        return self.job_type()
+
+    def upgrade_v1(self, extra: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """Read what 0.2.0 carried (its ``extra`` dict and ``position``) as
+        ``(phase, job, walk)`` of the current state."""
+        raise NotImplementedError
+
+    def step(self, run: Run, phase: Any) -> Any:
+        """Do the work of ``phase`` (from where the run stands); return the next phase."""
+        raise NotImplementedError
+
+    def result(self, run: Run) -> dict[str, Any]:
+        """The operator's part of the XCom result."""
+        raise NotImplementedError
+
+    def summary(self, run: Run, result: dict[str, Any]) -> RunSummary:
+        """What the run did, for lineage and asset events (counts only)."""
+        return RunSummary(
+            operation=self.operation,
+            selected=int(result.get("matched") or 0),
+            failed=int(result.get("failed") or 0),
+            remaining=int(result.get("remaining") or 0),
+        )
+
+    def checkpoint(self, run: Run, result: dict[str, Any] | None, status: str) -> None:
+        """A pass ends (``deferred``, ``completed``, ``stopped``): write any proof of it."""
+
+    def gates(self, run: Run, result: dict[str, Any]) -> None:
+        """Fail the task when the outcome breaks a gate the user set (no retry)."""
+
+    # -- shared parameter handling ----------------------------------------------------------
+
+    def run_params(self, context: Context) -> RunParams:
         limit = as_seconds("max_runtime", self.max_runtime) or as_seconds(
             "execution_timeout", self.execution_timeout
         )
-        if limit is not None:
-            state.deadline = state.started_at + limit * (1 - DEADLINE_RESERVE)
-        self.start(context, state)
-        return state
-
-    def _limit_hook(self, state: RunState) -> None:
-        if self.max_api_calls not in (None, ""):
-            left = as_int("max_api_calls", self.max_api_calls, minimum=1) - state.api_calls
-            self.hook.max_api_calls = max(0, left)
-        self.hook.stop_after(state.seconds_left())
-
-    def _drive(self, context: Context, carried: dict[str, Any] | None) -> dict[str, Any]:
-        self._check_common()
-        self.validate(context)
-        self.build_selection()
-        state = RunState.from_dict(carried) if carried else self._new_state(context)
-        self._share_replay_url(context, push=not carried)
-        if carried and state.extra.get("hook"):
-            self.hook.take_over(state.extra.pop("hook"))
-        self._limit_hook(state)
-        stopped: str | None = None
-        try:
-            self.run(context, state)
-        except PostHogRateLimitError as exc:
-            state.api_calls += self.hook.stats.requests
-            self._defer_for_budget(state, exc)
-            stopped = str(exc)
-        except PostHogBudgetExhaustedError as exc:
-            state.api_calls += self.hook.stats.requests
-            stopped = str(exc)
-        else:
-            state.api_calls += self.hook.stats.requests
-        return self._complete(context, state, stopped)
-
-    def _defer_for_budget(self, state: RunState, exc: PostHogRateLimitError) -> None:
-        """Defer until the budget returns; return only when the run must stop instead."""
-        wait = exc.retry_after
-        if not self.deferrable or wait is None:
-            raise exc
-        left = state.seconds_left()
-        if left is not None and wait >= left:
-            self.log.warning("The rate budget returns in %.0f s, after this run's time budget ends", wait)
-            return
-        # Imported here: DAG files import operators at every parse, and most runs never defer.
-        from airflow_provider_recordings.triggers.resume import PostHogBudgetTrigger
-
-        state.deferrals += 1
-        state.extra["hook"] = self.hook.carried_over()
-        self.log.info(
-            "PostHog's rate budget is spent (%s); deferring %.0f s (deferral %d). Progress so far: %s",
-            exc,
-            wait,
-            state.deferrals,
-            state.counts,
-        )
-        self.defer(
-            trigger=PostHogBudgetTrigger(
-                resume_at=time.time() + wait, reason=str(exc), state=state.to_dict()
-            ),
-            method_name="execute_resume",
-            kwargs={"state": state.to_dict()},
+        return RunParams(
+            selection=self.build_selection(),
+            max_workers=as_int("max_workers", self.max_workers, minimum=1),
+            report_path=str(self.report_path) if self.report_path not in (None, "") else None,
+            max_api_calls=as_optional_int("max_api_calls", self.max_api_calls, minimum=1),
+            time_limit=limit,
+            fail_on_remaining=as_bool("fail_on_remaining", self.fail_on_remaining),
+            deferrable=as_bool("deferrable", self.deferrable),
+            page_size=as_int("page_size", self.page_size, minimum=1),
         )
 
-    def _complete(self, context: Context, state: RunState, stopped: str | None) -> dict[str, Any]:
-        result = self.result(state)
-        result.update(
-            api_calls=state.api_calls,
-            remaining=state.remaining if stopped else 0,
-            deferrals=state.deferrals,
-            report_path=self.report_path,
-        )
-        self.log.info("Result: %s", result)
-        self.lineage = self.lineage_summary(result)
-        self._emit_asset_events(context)
-        if stopped:
-            left = "an unknown number of" if state.remaining is None else str(state.remaining)
-            message = f"Stopped early ({stopped}); {left} recording(s) remain for the next run."
-            if as_bool("fail_on_remaining", self.fail_on_remaining):
-                context["ti"].xcom_push(key="return_value", value=result)
-                raise AirflowException(message)
-            self.log.warning("%s", message)
-        return self.finish(context, result, state.failed, state.failed_count)
+    def build_selection(self) -> Selection:
+        """Validate the selection arguments (before any request)."""
+        return Selection.build(self.recording_ids, self.filters)
 
-    # -- Lineage and assets ------------------------------------------------------------------
+    # -- lineage and assets ------------------------------------------------------------------
 
-    def lineage_summary(self, result: dict[str, Any]) -> dict[str, Any]:
-        """What the run did, in counts (never an id): for OpenLineage and asset events."""
-        return {
-            "operation": self.lineage_operation,
-            "selected": int(result.get("matched") or 0),
-            "failed": int(result.get("failed") or 0),
-            "remaining": int(result.get("remaining") or 0),
-        }
-
-    def _emit_asset_events(self, context: Context) -> None:
+    def emit_asset_events(self, context: Context) -> None:
         """Each outlet's asset event carries the run's counts in its ``extra``, so a DAG
         scheduled on it knows what happened (Airflow 3 assets, Airflow 2.11 datasets)."""
         events = context.get("outlet_events")
@@ -335,30 +306,12 @@ class PostHogRecordingsBaseOperator(BaseOperator):
             return None  # the connection is unusable: the failure itself says why
         from airflow_provider_recordings.lineage import operator_lineage
 
-        return operator_lineage(config, self.lineage_operation, self.lineage or {})
+        return operator_lineage(config, self.lineage or {"operation": self.operation})
 
-    def _share_replay_url(self, context: Context, *, push: bool) -> None:
+    def share_replay_url(self, context: Context, *, push: bool) -> None:
         """Learn the PostHog address of the project (reading, and so validating, the
         connection before any request) and share it with the extra link."""
         config = self.hook.config
         self.replay_url = f"{config.base_url}/project/{config.project_id}/replay/home"
         if push:
             context["ti"].xcom_push(key=REPLAY_URL_XCOM_KEY, value=self.replay_url)
-
-    def finish(
-        self, context: Context, result: dict[str, Any], failed: dict[str, str], failed_count: int
-    ) -> dict[str, Any]:
-        """Return the result, or push it and fail the task when some ids failed.
-
-        Failures never stop the other ids; the task fails at the end, naming counts and
-        the first ids, and a rerun retries the failures.
-        """
-        if not failed_count:
-            return result
-        context["ti"].xcom_push(key="return_value", value=result)
-        first = sorted(failed)[:5]
-        reasons = "; ".join(f"{i}: {failed[i]}" for i in first)
-        raise AirflowException(
-            f"{failed_count} of {result.get('matched', '?')} {self.noun} failed "
-            f"(first: {reasons}). The rest succeeded; rerunning the task retries the failures."
-        )

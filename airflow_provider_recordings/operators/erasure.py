@@ -2,23 +2,26 @@
 
 A person may ask for their data to be deleted (GDPR art. 17, CCPA), usually within a
 month, and the team must be able to show it was done. Session recordings show what the
-person did on screen. One task per request:
+person did on screen. One task per request, in four phases:
 
 1. **Find** the person (``persons/?distinct_id=``, or by UUID) and every recording of all
    their distinct ids, across all time (not PostHog's default three days).
 2. **Wait** for recordings still being recorded to end, in the triggerer (no worker slot
    held), up to ``wait_for_ongoing``; past it the request fails, naming them.
-3. **Delete**: where the key may (``person:write``), one call per person asks PostHog to
-   delete all the person's recordings in a background job, outside the recordings
-   budget; otherwise (403, or an older server's 404/405, or distinct ids that belong to
-   no person) recording by recording, in bulk where PostHog allows it.
+3. **Delete**: where the key may (``person:write``), PostHog's ``persons/bulk_delete/``
+   deletes the persons' recordings in a background job (one call for up to 1,000
+   persons, the persons kept); on a server without it, the deprecated
+   ``persons/<id>/delete_recordings/``; otherwise (403, or distinct ids that belong to no
+   person) recording by recording, in bulk where PostHog allows it.
 4. **Verify**: list again until none remain, waiting in the triggerer between checks for
    PostHog's job, up to ``verify_timeout``; then whatever is left is deleted one by one
    and checked once more.
 
-A JSON receipt records the request, what was found, deleted or already gone, the route
-taken, the verification and the API calls spent. Rerunning a request is safe: what is
-gone is not listed, and the receipt says there was nothing left to erase.
+The JSON receipt is written first (proving the path writable before anything is
+deleted), kept current at every wait, and completed at the end: the request, what was
+found, deleted or already gone, the route taken, the verification and the API calls
+spent. Rerunning a request is safe: what is gone is not listed, and when an earlier
+attempt left a receipt (or may have run without one) the new receipt says so.
 
 Example::
 
@@ -32,36 +35,58 @@ Example::
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
-import json
 import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException, conf
 
 from airflow_provider_recordings.core.endpoints import DeleteSummary, person_route_unavailable
-from airflow_provider_recordings.core.errors import PostHogApiError, PostHogConfigError, PostHogNotFoundError
+from airflow_provider_recordings.core.errors import (
+    PostHogApiError,
+    PostHogConfigError,
+    PostHogNotFoundError,
+    PostHogOutputError,
+)
+from airflow_provider_recordings.core.limits import (
+    DISTINCT_IDS_PER_LIST_CALL,
+    PERSONS_BULK_DELETE_MAX,
+    chunks,
+)
 from airflow_provider_recordings.core.recordings import is_ongoing, isoformat
-from airflow_provider_recordings.operators.base import PostHogRecordingsBaseOperator, as_bool, as_seconds
-from airflow_provider_recordings.operators.report import open_for_writing
-from airflow_provider_recordings.operators.resume import RunState
-from airflow_provider_recordings.operators.selection import ALL_TIME, Selection, from_json_text
+from airflow_provider_recordings.core.selection import ALL_TIME, Selection, from_json_text
+from airflow_provider_recordings.core.summary import RunSummary
+from airflow_provider_recordings.operators.base import (
+    PostHogRecordingsBaseOperator,
+    RunParams,
+    as_bool,
+    as_seconds,
+)
+from airflow_provider_recordings.run import driver
+from airflow_provider_recordings.run.machine import PhaseMachine
+from airflow_provider_recordings.run.report import read_json, write_json
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from airflow_provider_recordings.run.driver import Run
+
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
-#: Users per list call (the ``distinct_ids`` filter; keeps the URL well under 8 KB).
-USERS_PER_CALL = 100
-
 RECEIPT_IDENTIFIERS = ("hashed", "clear")
+
+#: How the receipt names each way recordings were deleted.
+ROUTE_BULK = "bulk_delete"
+ROUTE_PERSON = "delete_recordings"
+ROUTE_RECORDINGS = "recordings"
 
 
 def parse_distinct_ids(value: Any) -> list[str]:
@@ -75,7 +100,7 @@ def parse_distinct_ids(value: Any) -> list[str]:
                 f"distinct_ids must be a list of distinct ids, got the single string {text[:60]!r}; "
                 f"for one person write [{text[:60]!r}]"
             )
-        value = from_json_text("distinct_ids", text)
+        value = from_json_text("distinct_ids", text, "a list (or a JSON list)")
     if not isinstance(value, list | tuple):
         raise PostHogConfigError(f"distinct_ids must be a list of distinct ids, got {type(value).__name__}")
     ids = []
@@ -96,6 +121,83 @@ def parse_person_uuid(value: Any) -> str | None:
     return value.strip().lower()
 
 
+class Phase(enum.Enum):
+    FIND = "find"
+    WAIT = "wait"
+    DELETE = "delete"
+    VERIFY = "verify"
+    DONE = "done"
+
+
+MACHINE = PhaseMachine(
+    start=Phase.FIND,
+    moves={
+        Phase.FIND: frozenset({Phase.WAIT}),
+        Phase.WAIT: frozenset({Phase.DELETE}),
+        Phase.DELETE: frozenset({Phase.VERIFY}),
+        Phase.VERIFY: frozenset({Phase.DONE}),
+    },
+)
+
+
+@dataclass
+class Person:
+    uuid: str
+    distinct_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EarlierAttempt:
+    """What an earlier attempt of the same request left behind (its receipt, or nothing)."""
+
+    #: The earlier receipt's status, or ``no_receipt`` when an earlier try left none.
+    status: str
+    #: Recordings the earlier attempt meant to delete (from its receipt).
+    candidates: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Job:
+    """Everything an erasure request carries across its waits (it all ends in the receipt)."""
+
+    started_at: str = ""
+    salt: str = ""
+    persons: list[Person] = field(default_factory=list)
+    distinct_ids: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    found_at_start: list[str] | None = None
+    waited_for: list[str] = field(default_factory=list)
+    wait_deadline: float | None = None
+    #: Recording id -> its distinct id, fixed once nothing is ongoing.
+    to_delete: dict[str, str | None] = field(default_factory=dict)
+    #: Person UUID -> how its recordings were deleted.
+    routes: dict[str, str] = field(default_factory=dict)
+    one_by_one: bool = False
+    deleted: list[str] = field(default_factory=list)
+    already_gone: list[str] = field(default_factory=list)
+    checks: int = 0
+    verify_deadline: float | None = None
+    verified_at: str | None = None
+    last_resort: bool = False
+    left_after_verify: list[str] = field(default_factory=list)
+    status: str = "in_progress"
+    earlier: EarlierAttempt | None = None
+
+
+@dataclass(frozen=True)
+class Params(RunParams):
+    request_id: str
+    distinct_ids: list[str]
+    person_uuid: str | None
+    receipt_path: str | None
+    receipt_identifiers: str
+    use_person_route: bool
+    wait_for_ongoing: float
+    poke_interval: float
+    verify_timeout: float
+    verify_interval: float
+
+
 class PostHogRecordingErasureOperator(PostHogRecordingsBaseOperator):
     """Erase every recording of a person across all time, verify, and write a receipt.
 
@@ -105,8 +207,10 @@ class PostHogRecordingErasureOperator(PostHogRecordingsBaseOperator):
     :param person_uuid: the person's UUID (templated); its distinct ids are added to the
         request's. Give either or both.
     :param receipt_path: where to write the JSON receipt (templated): a local path or any
-        URL Airflow's ``ObjectStoragePath`` understands. One receipt per run and attempt
-        is safest, e.g. ``.../{{ params.request_id }}/{{ run_id }}.try{{ ti.try_number }}.json``.
+        URL Airflow's ``ObjectStoragePath`` understands. It is written before anything is
+        deleted, so an unwritable path fails the request with nothing erased. One receipt
+        per run is safest, e.g. ``.../{{ params.request_id }}/{{ run_id }}.json``; a retry
+        of the same run finds the earlier attempt's receipt there and says so.
     :param receipt_identifiers: ``"hashed"`` (default): the receipt holds each distinct id
         and person UUID as an HMAC-SHA256 with a random salt kept in the receipt, so it
         shows which identifiers were erased to whoever already knows them, and to nobody
@@ -117,14 +221,16 @@ class PostHogRecordingErasureOperator(PostHogRecordingsBaseOperator):
     :param poke_interval: seconds between checks while waiting for them.
     :param verify_timeout: longest wait for PostHog's deletion job to finish.
     :param verify_interval: seconds between verification checks.
+    :param deferrable: wait in the triggerer (recommended: the waits can be long). Defaults
+        to ``[operators] default_deferrable``; without it, a request that must wait fails
+        with a message saying so.
 
-    Plus ``max_workers``, ``deferrable`` (default ``True``: the waits happen in the
-    triggerer) and the connection parameters of
+    Plus ``max_workers`` and the connection parameters of
     :class:`~airflow_provider_recordings.operators.base.PostHogRecordingsBaseOperator`.
 
     Returns (XCom) a summary without identifiers: ``request_id``, ``status``, ``route``,
     ``found``, ``deleted``, ``already_gone``, ``failed``, ``waited_for_ongoing``,
-    ``verified``, ``nothing_to_erase``, ``receipt_path``, ``api_calls``.
+    ``verified``, ``nothing_to_erase``, ``earlier_attempt``, ``receipt_path``, ``api_calls``.
     """
 
     template_fields: Sequence[str] = (
@@ -136,7 +242,9 @@ class PostHogRecordingErasureOperator(PostHogRecordingsBaseOperator):
     )
     template_fields_renderers = {"distinct_ids": "json"}
     noun = "deletions"
-    lineage_operation = "erasure"
+    operation = "erasure"
+    machine = MACHINE
+    job_type = Job
 
     def __init__(
         self,
@@ -151,7 +259,8 @@ class PostHogRecordingErasureOperator(PostHogRecordingsBaseOperator):
         poke_interval: float = 60.0,
         verify_timeout: timedelta | float = timedelta(hours=1),
         verify_interval: float = 30.0,
-        deferrable: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        fail_on_remaining: bool = True,
         **kwargs: Any,
     ) -> None:
         for name in ("recording_ids", "filters", "report_path"):
@@ -159,10 +268,7 @@ class PostHogRecordingErasureOperator(PostHogRecordingsBaseOperator):
                 raise ValueError(
                     f"{kwargs.get('task_id')}: an erasure selects by distinct_ids and person_uuid, not {name}"
                 )
-        kwargs.setdefault("fail_on_remaining", True)
-        super().__init__(deferrable=deferrable, **kwargs)
-        if receipt_identifiers not in RECEIPT_IDENTIFIERS:
-            raise ValueError(f"{self.task_id}: receipt_identifiers must be 'hashed' or 'clear'")
+        super().__init__(deferrable=deferrable, fail_on_remaining=fail_on_remaining, **kwargs)
         self.request_id = request_id
         self.distinct_ids = distinct_ids
         self.person_uuid = person_uuid
@@ -174,402 +280,513 @@ class PostHogRecordingErasureOperator(PostHogRecordingsBaseOperator):
         self.verify_timeout = verify_timeout
         self.verify_interval = verify_interval
 
-    # -- validation (before any request) -------------------------------------------------
+    # -- parameters and state (before any request) --------------------------------------------
 
-    def validate(self, context: Context) -> None:
+    def prepare(self, context: Context) -> Params:
         if not isinstance(self.request_id, str) or not _REQUEST_ID.match(self.request_id.strip()):
             raise PostHogConfigError(
                 f"request_id must be 1-128 letters, digits or '._:-' (it names the receipt), got {self.request_id!r}"
             )
-        if not parse_distinct_ids(self.distinct_ids) and parse_person_uuid(self.person_uuid) is None:
+        users = parse_distinct_ids(self.distinct_ids)
+        person_uuid = parse_person_uuid(self.person_uuid)
+        if not users and person_uuid is None:
             raise PostHogConfigError(
                 "give the person's distinct_ids, their person_uuid, or both: both are empty"
             )
-        as_bool("use_person_route", self.use_person_route)
-        for name in ("wait_for_ongoing", "verify_timeout", "poke_interval", "verify_interval"):
-            if as_seconds(name, getattr(self, name)) is None:
+        if self.receipt_identifiers not in RECEIPT_IDENTIFIERS:
+            raise PostHogConfigError(
+                f"receipt_identifiers must be 'hashed' or 'clear', got {self.receipt_identifiers!r}"
+            )
+        durations = {
+            name: as_seconds(name, getattr(self, name))
+            for name in ("wait_for_ongoing", "poke_interval", "verify_timeout", "verify_interval")
+        }
+        for name, seconds in durations.items():
+            if seconds is None:
                 raise PostHogConfigError(f"{name} must be a positive duration")
+        common = self.run_params(context)
+        return Params(
+            **common.shared(),
+            request_id=self.request_id.strip(),
+            distinct_ids=users,
+            person_uuid=person_uuid,
+            receipt_path=str(self.receipt_path) if self.receipt_path not in (None, "") else None,
+            receipt_identifiers=self.receipt_identifiers,
+            use_person_route=as_bool("use_person_route", self.use_person_route),
+            wait_for_ongoing=durations["wait_for_ongoing"] or 0.0,
+            poke_interval=durations["poke_interval"] or 0.0,
+            verify_timeout=durations["verify_timeout"] or 0.0,
+            verify_interval=durations["verify_interval"] or 0.0,
+        )
 
     def build_selection(self) -> Selection:
-        """The request's own distinct ids, as a list selection (persons add theirs later)."""
+        """The request's own distinct ids (persons add theirs once found)."""
         users = parse_distinct_ids(self.distinct_ids)
-        parse_person_uuid(self.person_uuid)
         return (
             Selection.build(filters={"distinct_ids": users, "date_from": ALL_TIME}) if users else Selection()
         )
 
-    # -- the run ---------------------------------------------------------------------------
+    def new_job(self, context: Context, params: Params) -> Job:
+        job = Job(started_at=isoformat(datetime.now(UTC)), salt=secrets.token_hex(16))
+        job.earlier = self._earlier_attempt(context, params)
+        # The receipt is written before the first request: an unwritable path fails the
+        # request now, with nothing erased, instead of after the deletes.
+        self._write_receipt(params, job, state_calls=(0, {}), deferrals=0, failed={})
+        return job
 
-    def start(self, context: Context, state: RunState) -> None:
-        state.extra.update(
-            phase="find",
-            started_at=isoformat(datetime.now(UTC)),
-            salt=secrets.token_hex(16),
-            deleted=[],
-            already_gone=[],
-            checks=0,
-            calls_by_kind={},
-        )
+    def _earlier_attempt(self, context: Context, params: Params) -> EarlierAttempt | None:
+        earlier = read_json(params.receipt_path) if params.receipt_path else None
+        if earlier is not None and earlier.get("request_id") == params.request_id:
+            if earlier.get("status") == "completed":
+                return None
+            recordings = earlier.get("recordings") or {}
+            candidates = sorted(set(recordings.get("to_delete") or []) | set(recordings.get("deleted") or []))
+            return EarlierAttempt(status=str(earlier.get("status")), candidates=candidates)
+        try_number = getattr(context.get("ti"), "try_number", 1) or 1
+        if int(try_number) > 1:
+            return EarlierAttempt(status="no_receipt")
+        return None
 
-    def run(self, context: Context, state: RunState) -> None:
-        extra = state.extra
-        if extra["phase"] == "find":
-            self._find(extra)
-            extra["phase"] = "wait"
-        if extra["phase"] == "wait":
-            self._wait_until_none_is_ongoing(state)
-            extra["phase"] = "delete"
-        if extra["phase"] == "delete":
-            self._delete(state)
-            extra["phase"] = "verify"
-            extra["verify_deadline"] = time.time() + float(
-                as_seconds("verify_timeout", self.verify_timeout) or 0
-            )
-        if extra["phase"] == "verify":
-            self._verify(state)
-            extra["phase"] = "done"
+    def upgrade_v1(self, extra: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        persons = [
+            {"uuid": str(p.get("uuid")), "distinct_ids": [str(i) for i in p.get("distinct_ids") or []]}
+            for p in extra.get("persons") or []
+        ]
+        # 0.2.0 named the person route "person".
+        routes = {
+            str(k): (ROUTE_PERSON if v == "person" else str(v))
+            for k, v in (extra.get("routes") or {}).items()
+        }
+        job = {
+            "started_at": extra.get("started_at") or "",
+            "salt": extra.get("salt") or secrets.token_hex(16),
+            "persons": persons,
+            "distinct_ids": list(extra.get("distinct_ids") or []),
+            "notes": list(extra.get("notes") or []),
+            "found_at_start": extra.get("found_at_start"),
+            "waited_for": list(extra.get("waited_for") or []),
+            "wait_deadline": extra.get("wait_deadline"),
+            "to_delete": dict(extra.get("to_delete") or {}),
+            "routes": routes,
+            "one_by_one": bool(extra.get("one_by_one")),
+            "deleted": list(extra.get("deleted") or []),
+            "already_gone": list(extra.get("already_gone") or []),
+            "checks": int(extra.get("checks") or 0),
+            "verify_deadline": extra.get("verify_deadline"),
+            "verified_at": extra.get("verified_at"),
+            "last_resort": bool(extra.get("last_resort")),
+            "left_after_verify": list(extra.get("remaining") or []),
+            "status": str(extra.get("status") or "in_progress"),
+        }
+        return str(extra.get("phase") or Phase.FIND.value), job, {}
 
-    def _find(self, extra: dict[str, Any]) -> None:
+    # -- the phases ------------------------------------------------------------------------------
+
+    def step(self, run: Run, phase: Phase) -> Phase:
+        if phase is Phase.FIND:
+            self._find(run)
+            return Phase.WAIT
+        if phase is Phase.WAIT:
+            self._wait_until_none_is_ongoing(run)
+            return Phase.DELETE
+        if phase is Phase.DELETE:
+            self._delete(run)
+            run.job.verify_deadline = time.time() + run.params.verify_timeout
+            return Phase.VERIFY
+        self._verify(run)
+        return Phase.DONE
+
+    def _find(self, run: Run) -> None:
         """The persons behind the request, and every distinct id to erase."""
-        users = parse_distinct_ids(self.distinct_ids)
-        person_uuid = parse_person_uuid(self.person_uuid)
-        persons: dict[str, dict[str, Any]] = {}
-        notes: list[str] = []
-        if person_uuid:
+        params: Params = run.params
+        job: Job = run.job
+        persons: dict[str, list[str]] = {}
+        if params.person_uuid:
             try:
-                found = self.hook.get_person(person_uuid)
-                persons[str(found.get("uuid") or person_uuid)] = found
+                found = run.hook.get_person(params.person_uuid)
+                persons[str(found.get("uuid") or params.person_uuid)] = [
+                    str(i) for i in found.get("distinct_ids") or ()
+                ]
             except PostHogNotFoundError:
-                notes.append("the person UUID matches no person")
-        for user in users:
+                job.notes.append("the person UUID matches no person")
+        for user in params.distinct_ids:
             try:
-                for person in self.hook.find_persons(user):
-                    persons.setdefault(str(person.get("uuid")), person)
+                for person in run.hook.find_persons(user):
+                    persons.setdefault(
+                        str(person.get("uuid")), [str(i) for i in person.get("distinct_ids") or ()]
+                    )
             except PostHogApiError as exc:
                 if not person_route_unavailable(exc):
                     raise
-                notes.append(f"persons could not be looked up ({exc.status}); recordings go one by one")
+                job.notes.append(f"persons could not be looked up ({exc.status}); recordings go one by one")
                 break
-        everyone = set(users)
-        for person in persons.values():
-            everyone.update(str(i) for i in person.get("distinct_ids") or ())
-        extra["persons"] = [
-            {"uuid": uuid, "distinct_ids": sorted(str(i) for i in person.get("distinct_ids") or ())}
-            for uuid, person in sorted(persons.items())
-        ]
-        extra["distinct_ids"] = sorted(everyone)
-        extra["notes"] = notes
-        self.log.info(
+        everyone = set(params.distinct_ids)
+        for ids in persons.values():
+            everyone.update(ids)
+        job.persons = [Person(uuid=uuid, distinct_ids=sorted(ids)) for uuid, ids in sorted(persons.items())]
+        job.distinct_ids = sorted(everyone)
+        run.log.info(
             "Erasure request %s: %d person(s), %d distinct id(s)",
-            self.request_id,
+            params.request_id,
             len(persons),
             len(everyone),
         )
 
-    def _recordings(self, extra: dict[str, Any]) -> list[dict[str, Any]]:
+    def _recordings(self, run: Run) -> list[dict[str, Any]]:
         """Every recording of the request's distinct ids, across all time.
 
         A row whose ``distinct_id`` is not one of them is never kept, whatever the server
         answered for the filter.
         """
-        users = extra["distinct_ids"]
+        users = run.job.distinct_ids
         wanted = set(users)
         rows: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(users), USERS_PER_CALL):
-            chunk = users[start : start + USERS_PER_CALL]
-            for row in self.hook.iter_recordings(distinct_ids=chunk, date_from=ALL_TIME):
+        for chunk in chunks(users, DISTINCT_IDS_PER_LIST_CALL):
+            for row in run.hook.iter_recordings(distinct_ids=chunk, date_from=ALL_TIME):
                 if row.get("distinct_id") in wanted:
                     rows[row["id"]] = row
         return list(rows.values())
 
-    def _wait_until_none_is_ongoing(self, state: RunState) -> None:
-        extra = state.extra
-        event = extra.pop("event", None)
-        if event and event.get("status") == "error":
-            raise AirflowException(
-                f"Erasure request {self.request_id}: waiting failed: {event.get('message')}"
-            )
-        found = self._recordings(extra)
-        extra.setdefault("found_at_start", sorted(row["id"] for row in found))
+    def _wait_until_none_is_ongoing(self, run: Run) -> None:
+        params: Params = run.params
+        job: Job = run.job
+        event = run.state.event
+        if event is not None and event.status == "error":
+            self._fail(run, "failed", f"waiting for the person's sessions to end failed: {event.message}")
+        found = self._recordings(run)
+        if job.found_at_start is None:
+            job.found_at_start = sorted(row["id"] for row in found)
         now = datetime.now(UTC)
         ongoing = sorted(row["id"] for row in found if is_ongoing(row, now, timedelta(minutes=5)))
         if not ongoing:
-            extra["to_delete"] = {
+            job.to_delete = {
                 row["id"]: row.get("distinct_id") for row in sorted(found, key=lambda r: r["id"])
             }
             return
-        deadline = extra.setdefault(
-            "wait_deadline", time.time() + float(as_seconds("wait_for_ongoing", self.wait_for_ongoing) or 0)
-        )
-        extra["waited_for"] = sorted(set(extra.get("waited_for", [])) | set(ongoing))
-        if time.time() >= deadline or (event and event.get("status") == "timeout"):
+        if job.wait_deadline is None:
+            job.wait_deadline = time.time() + params.wait_for_ongoing
+        job.waited_for = sorted(set(job.waited_for) | set(ongoing))
+        if time.time() >= job.wait_deadline or (event is not None and event.status == "timeout"):
             self._fail(
-                state,
+                run,
                 "timed_out",
                 f"{len(ongoing)} recording(s) were still being recorded when wait_for_ongoing ran out: "
                 + ", ".join(ongoing[:10]),
             )
-        self.log.info("%d recording(s) still being recorded; waiting for them to end", len(ongoing))
+        if not params.deferrable:
+            self._fail(
+                run,
+                "failed",
+                f"{len(ongoing)} recording(s) are still being recorded ({', '.join(ongoing[:10])}); waiting for "
+                "them needs deferrable=True (and a triggerer)",
+            )
+        run.log.info("%d recording(s) still being recorded; waiting for them to end", len(ongoing))
         from airflow_provider_recordings.triggers.ongoing import PostHogOngoingRecordingsTrigger
 
-        self._defer(
-            state,
+        deadline = job.wait_deadline
+        run.wait(
             lambda carried: PostHogOngoingRecordingsTrigger(
                 self.posthog_conn_id,
                 recording_ids=ongoing,
                 missing="ignore",
-                poke_interval=float(as_seconds("poke_interval", self.poke_interval) or 60),
+                poke_interval=params.poke_interval,
                 deadline=deadline,
                 state=carried,
             ),
-            timeout=deadline - time.time() + 300,
+            timeout=deadline - time.time(),
+            reason=f"{len(ongoing)} recording(s) of the person are still being recorded",
         )
 
-    def _delete(self, state: RunState) -> None:
-        extra = state.extra
-        to_delete: dict[str, str | None] = extra.get("to_delete", {})
-        if not to_delete:
-            extra["routes"] = {person["uuid"]: "none" for person in extra.get("persons", [])}
-            self.log.info("Erasure request %s: no recording to delete", self.request_id)
+    def _delete(self, run: Run) -> None:
+        params: Params = run.params
+        job: Job = run.job
+        if not job.to_delete:
+            job.routes = {person.uuid: "none" for person in job.persons}
+            run.log.info("Erasure request %s: no recording to delete", params.request_id)
             return
-        routes: dict[str, str] = {}
-        by_person: set[str] = set()
-        person_route = as_bool("use_person_route", self.use_person_route)
-        for person in extra.get("persons", []):
-            if person_route:
-                try:
-                    self.hook.delete_person_recordings(person["uuid"])
-                except PostHogApiError as exc:
-                    if not (person_route_unavailable(exc) or isinstance(exc, PostHogNotFoundError)):
-                        raise
-                    person_route = False
-                    extra["notes"].append(
-                        f"PostHog refused deleting recordings by person ({exc.status}); deleted one by one"
-                    )
-                else:
-                    routes[person["uuid"]] = "person"
-                    by_person.update(person["distinct_ids"])
-                    continue
-            routes[person["uuid"]] = "recordings"
-        extra["routes"] = routes
+        by_person = self._delete_by_person(run) if params.use_person_route else set()
+        for person in job.persons:
+            job.routes.setdefault(person.uuid, ROUTE_RECORDINGS)
         # Recordings of distinct ids that no person route covers go one by one (in bulk
         # where PostHog allows it).
-        one_by_one = sorted(rid for rid, user in to_delete.items() if user not in by_person)
-        self.log.info(
+        one_by_one = sorted(rid for rid, user in job.to_delete.items() if user not in by_person)
+        run.log.info(
             "Erasure request %s: %d recording(s) to delete, %d by person, %d one by one",
-            self.request_id,
-            len(to_delete),
-            len(to_delete) - len(one_by_one),
+            params.request_id,
+            len(job.to_delete),
+            len(job.to_delete) - len(one_by_one),
             len(one_by_one),
         )
         if one_by_one:
-            self._delete_each(state, one_by_one)
+            self._delete_each(run, one_by_one)
 
-    def _delete_each(self, state: RunState, ids: list[str]) -> None:
-        state.extra["one_by_one"] = True
+    def _delete_by_person(self, run: Run) -> set[str]:
+        """Ask PostHog to delete by person: ``persons/bulk_delete/`` first, the deprecated
+        per-person route on servers without it. Returns the distinct ids covered."""
+        job: Job = run.job
+        covered: set[str] = set()
+        persons = [person for person in job.persons if person.distinct_ids]
+        if not persons:
+            return covered
+        try:
+            for part in chunks([p.uuid for p in persons], PERSONS_BULK_DELETE_MAX):
+                answer = run.hook.bulk_delete_person_recordings(part)
+                found = answer.get("persons_found")
+                if isinstance(found, int) and found < len(part):
+                    job.notes.append(f"persons/bulk_delete found {found} of {len(part)} person(s)")
+                for uuid in part:
+                    job.routes[uuid] = ROUTE_BULK
+            return {i for p in persons for i in p.distinct_ids}
+        except PostHogApiError as exc:
+            if isinstance(exc, PostHogNotFoundError) or exc.status == 405:
+                job.notes.append(
+                    f"persons/bulk_delete is not available here ({exc.status}); used the person route"
+                )
+            elif person_route_unavailable(exc):
+                job.notes.append(
+                    f"PostHog refused deleting recordings by person ({exc.status}); deleted one by one"
+                )
+                return covered
+            else:
+                raise
+        for person in persons:
+            if job.routes.get(person.uuid) == ROUTE_BULK:
+                covered.update(person.distinct_ids)
+                continue
+            try:
+                run.hook.delete_person_recordings(person.uuid)
+            except PostHogApiError as exc:
+                if not (person_route_unavailable(exc) or isinstance(exc, PostHogNotFoundError)):
+                    raise
+                job.notes.append(
+                    f"PostHog refused deleting recordings by person ({exc.status}); deleted one by one"
+                )
+                break
+            job.routes[person.uuid] = ROUTE_PERSON
+            covered.update(person.distinct_ids)
+        return covered
 
-        def record(part: DeleteSummary, chunk: list[str]) -> None:
+    def _delete_each(self, run: Run, ids: list[str]) -> None:
+        job: Job = run.job
+        job.one_by_one = True
+
+        def finished(part: DeleteSummary, chunk: list[str]) -> None:
             for recording_id in chunk:
                 outcome, reason = part.outcome(recording_id)
                 if outcome == "deleted":
-                    state.extra["deleted"].append(recording_id)
+                    job.deleted.append(recording_id)
                 elif outcome == "already_gone":
-                    state.extra["already_gone"].append(recording_id)
+                    job.already_gone.append(recording_id)
                 else:
-                    state.fail(recording_id, reason or "failed")
+                    run.state.fail(recording_id, reason or "failed")
 
-        self.hook.delete_recordings(ids, max_workers=int(self.max_workers), on_part=record)
+        run.hook.delete_recordings(ids, max_workers=run.params.max_workers, on_part=finished)
 
-    def _verify(self, state: RunState) -> None:
-        extra = state.extra
-        extra.pop("event", None)
-        remaining = sorted(row["id"] for row in self._recordings(extra))
-        extra["checks"] += 1
+    def _verify(self, run: Run) -> None:
+        params: Params = run.params
+        job: Job = run.job
+        remaining = sorted(row["id"] for row in self._recordings(run))
+        job.checks += 1
         if not remaining:
-            extra["verified_at"] = isoformat(datetime.now(UTC))
+            job.verified_at = isoformat(datetime.now(UTC))
             # What PostHog's job deleted is confirmed gone now.
-            gone = set(extra.get("to_delete", {})) - set(extra["already_gone"]) - set(state.failed)
-            extra["deleted"] = sorted(set(extra["deleted"]) | gone)
+            gone = set(job.to_delete) - set(job.already_gone) - set(run.state.failed)
+            job.deleted = sorted(set(job.deleted) | gone)
+            job.status = "completed"
             return
-        if time.time() < extra["verify_deadline"]:
-            self.log.info("%d recording(s) not gone yet; checking again shortly", len(remaining))
+        if job.verify_deadline is not None and time.time() < job.verify_deadline and params.deferrable:
+            run.log.info(
+                "%d recording(s) not gone yet; checking again in %.0f s",
+                len(remaining),
+                params.verify_interval,
+            )
             from airflow_provider_recordings.triggers.resume import PostHogBudgetTrigger
 
-            wait = float(as_seconds("verify_interval", self.verify_interval) or 30)
-            self._defer(
-                state,
+            resume_at = time.time() + params.verify_interval
+            run.wait(
                 lambda carried: PostHogBudgetTrigger(
-                    resume_at=time.time() + wait,
-                    reason="waiting for PostHog to delete recordings",
-                    state=carried,
+                    resume_at=resume_at, reason="waiting for PostHog to delete recordings", state=carried
                 ),
-                timeout=wait + 300,
+                timeout=params.verify_interval,
+                reason=f"{len(remaining)} recording(s) not gone yet",
             )
-        if not extra.get("last_resort"):
+        if not job.last_resort:
             # PostHog's job did not finish in time: delete what is left one by one.
-            extra["last_resort"] = True
-            self._delete_each(state, remaining)
-            extra["verify_deadline"] = time.time()
-            self._verify(state)
+            job.last_resort = True
+            self._delete_each(run, remaining)
+            job.verify_deadline = time.time()
+            self._verify(run)
             return
-        extra["remaining"] = remaining
+        job.left_after_verify = remaining
         self._fail(
-            state,
+            run,
             "incomplete",
             f"{len(remaining)} recording(s) remain after verification: {', '.join(remaining[:10])}",
         )
 
-    # -- deferral ----------------------------------------------------------------------------
+    # -- results and the receipt ----------------------------------------------------------------
 
-    def _defer(
-        self, state: RunState, make_trigger: Callable[[dict[str, Any]], Any], *, timeout: float
-    ) -> None:
-        """Wait in the triggerer and come back to :meth:`execute_after_wait` with the state
-        (carried by the trigger's event too: not every runner keeps a deferral's kwargs)."""
-        state.api_calls += self.hook.stats.requests
-        self._tally_calls(state)
-        state.deferrals += 1
-        carried = state.to_dict()
-        self.defer(
-            trigger=make_trigger(carried),
-            method_name="execute_after_wait",
-            kwargs={"state": carried},
-            timeout=timedelta(seconds=max(timeout, 60)),
+    def _fail(self, run: Run, status: str, message: str) -> NoReturn:
+        """End the request as failed: the receipt says why, then the task fails (no retry)."""
+        run.job.status = status
+        run.close_pass()
+        result = self.result(run)
+        self.lineage = self.summary(run, result).as_dict()
+        self.checkpoint(run, result, status)
+        raise AirflowFailException(
+            f"Erasure request {run.params.request_id} {status.replace('_', ' ')}: {message}"
         )
 
-    def execute_after_wait(
-        self, context: Context, event: dict[str, Any] | None = None, state: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """Back from a wait in the triggerer (ongoing recordings, or PostHog's job)."""
-        event = event or {}
-        carried = dict(state or event.get("state") or {})
-        carried.setdefault("extra", {})["event"] = {
-            key: event.get(key) for key in ("status", "message", "ongoing") if key in event
-        }
-        self.log.info("Resuming erasure request %s after a wait (%s)", self.request_id, event.get("status"))
-        return self._drive(context, carried)
-
-    # -- results and the receipt ------------------------------------------------------------
-
-    def _tally_calls(self, state: RunState) -> None:
-        tally = state.extra.setdefault("calls_by_kind", {})
-        for kind, count in self.hook.stats.snapshot()["by_kind"].items():
-            tally[kind] = tally.get(kind, 0) + count
-
-    def result(self, state: RunState) -> dict[str, Any]:
-        extra = state.extra
-        routes = {route for route in extra.get("routes", {}).values() if route == "person"}
-        routes |= {"recordings"} if extra.get("one_by_one") else set()
-        return {
-            "request_id": self.request_id,
-            "status": extra.get("status", "completed"),
-            "route": "mixed" if len(routes) > 1 else (routes.pop() if routes else "none"),
-            "found": len(self._found(extra)),
-            "deleted": len(extra.get("deleted", [])),
-            "already_gone": len(extra.get("already_gone", [])),
-            "failed": state.failed_count,
-            "waited_for_ongoing": len(extra.get("waited_for", [])),
-            "verified": "verified_at" in extra,
-            "nothing_to_erase": not self._found(extra),
-            "receipt_path": self.receipt_path,
-        }
-
-    @staticmethod
-    def _found(extra: dict[str, Any]) -> list[str]:
+    def _found(self, job: Job) -> list[str]:
         """Every recording the request found: at the first listing, and after the wait
         (a session may have started in between)."""
-        return sorted(set(extra.get("found_at_start", [])) | set(extra.get("to_delete", {})))
+        return sorted(set(job.found_at_start or []) | set(job.to_delete))
 
-    def lineage_summary(self, result: dict[str, Any]) -> dict[str, Any]:
+    def _route(self, job: Job) -> str:
+        routes = {"person" for route in job.routes.values() if route in (ROUTE_BULK, ROUTE_PERSON)}
+        routes |= {"recordings"} if job.one_by_one else set()
+        return "mixed" if len(routes) > 1 else (routes.pop() if routes else "none")
+
+    def result(self, run: Run) -> dict[str, Any]:
+        job: Job = run.job
+        found = self._found(job)
         return {
-            "operation": self.lineage_operation,
-            "selected": result["found"],
-            "deleted": result["deleted"],
-            "already_gone": result["already_gone"],
-            "failed": result["failed"],
-            "remaining": int(result.get("remaining") or 0),
-            "route": result["route"],
+            "request_id": run.params.request_id,
+            "status": job.status if job.status != "in_progress" else "stopped",
+            "route": self._route(job),
+            "found": len(found),
+            "deleted": len(set(job.deleted)),
+            "already_gone": len(set(job.already_gone)),
+            "failed": run.state.failed_count,
+            "waited_for_ongoing": len(job.waited_for),
+            "verified": job.verified_at is not None,
+            "nothing_to_erase": not found,
+            "earlier_attempt": None if job.earlier is None else job.earlier.status,
+            "receipt_path": run.params.receipt_path,
         }
 
-    def _complete(self, context: Context, state: RunState, stopped: str | None) -> dict[str, Any]:
-        if stopped:
-            state.extra["status"] = "stopped"
-        self._tally_calls(state)
-        self.write_receipt(state)
-        return super()._complete(context, state, stopped)
+    def summary(self, run: Run, result: dict[str, Any]) -> RunSummary:
+        return RunSummary(
+            operation=self.operation,
+            selected=result["found"],
+            deleted=result["deleted"],
+            already_gone=result["already_gone"],
+            failed=result["failed"],
+            remaining=len(run.job.left_after_verify),
+            route=result["route"],
+        )
 
-    def _fail(self, state: RunState, status: str, message: str) -> None:
-        """End the request as failed: the receipt says why, then the task fails (no retry)."""
-        state.extra["status"] = status
-        state.api_calls += self.hook.stats.requests
-        self._tally_calls(state)
-        self.lineage = self.lineage_summary(self.result(state))
-        self.write_receipt(state)
-        raise AirflowFailException(f"Erasure request {self.request_id} {status.replace('_', ' ')}: {message}")
+    def checkpoint(self, run: Run, result: dict[str, Any] | None, status: str) -> None:
+        """Write the receipt as it stands (at every wait, at the end, on failure)."""
+        if status == "stopped" and run.job.status == "in_progress":
+            run.job.status = "stopped"
+        try:
+            self._write_receipt(
+                run.params,
+                run.job,
+                state_calls=(run.state.api_calls, run.state.calls_by_kind),
+                deferrals=run.state.deferrals,
+                failed=run.state.failed,
+            )
+        except (PostHogOutputError, PostHogConfigError) as exc:
+            # The recordings are gone but the proof is not written: say which, then fail.
+            run.unreported.extend(sorted(set(run.job.deleted) | set(run.job.to_delete)))
+            error = (
+                exc
+                if isinstance(exc, PostHogOutputError)
+                else PostHogOutputError(str(exc), parameter="receipt_path")
+            )
+            driver.fail_unreported(run, error)
 
-    def _identifier(self, state: RunState, value: str) -> str:
-        if self.receipt_identifiers == "clear":
-            return value
-        return hmac.new(bytes.fromhex(state.extra["salt"]), value.encode(), hashlib.sha256).hexdigest()
+    def _identifier(self, params: Params, job: Job) -> Callable[[str], str]:
+        if params.receipt_identifiers == "clear":
+            return lambda value: value
+        key = bytes.fromhex(job.salt)
+        return lambda value: hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
 
-    def receipt(self, state: RunState) -> dict[str, Any]:
+    def receipt(
+        self,
+        params: Params,
+        job: Job,
+        *,
+        state_calls: tuple[int, dict[str, int]],
+        deferrals: int,
+        failed: dict[str, str],
+    ) -> dict[str, Any]:
         """The receipt: what was asked, found and done. Never a key, token or (by default) an
         identifier in clear."""
-        extra = state.extra
-        result = self.result(state)
+        name = self._identifier(params, job)
+        found = self._found(job)
+        earlier = None
+        if job.earlier is not None:
+            now_listed = set(found)
+            earlier = {
+                "status": job.earlier.status,
+                "note": "an earlier attempt of this request may have erased recordings"
+                + (" (it left no receipt)" if job.earlier.status == "no_receipt" else ""),
+                "may_have_erased": job.earlier.candidates,
+                "confirmed_gone": sorted(set(job.earlier.candidates) - now_listed)
+                if job.found_at_start is not None
+                else [],
+            }
+        total, by_kind = state_calls
         return {
-            "request_id": self.request_id,
-            "status": result["status"],
-            "started_at": extra.get("started_at"),
+            "request_id": params.request_id,
+            "status": job.status,
+            "started_at": job.started_at,
             "finished_at": isoformat(datetime.now(UTC)),
-            "identifiers": {"form": self.receipt_identifiers}
-            | (
-                {"hash": "hmac-sha256", "salt": extra.get("salt")}
-                if self.receipt_identifiers == "hashed"
-                else {}
-            ),
+            "identifiers": {"form": params.receipt_identifiers}
+            | ({"hash": "hmac-sha256", "salt": job.salt} if params.receipt_identifiers == "hashed" else {}),
             "selectors": {
-                "distinct_ids": [self._identifier(state, i) for i in parse_distinct_ids(self.distinct_ids)],
-                "person_uuid": (
-                    self._identifier(state, uuid) if (uuid := parse_person_uuid(self.person_uuid)) else None
-                ),
+                "distinct_ids": [name(i) for i in params.distinct_ids],
+                "person_uuid": name(params.person_uuid) if params.person_uuid else None,
             },
             "persons": [
                 {
-                    "person": self._identifier(state, person["uuid"]),
-                    "distinct_ids": [self._identifier(state, i) for i in person["distinct_ids"]],
-                    "route": extra.get("routes", {}).get(person["uuid"], "none"),
+                    "person": name(person.uuid),
+                    "distinct_ids": [name(i) for i in person.distinct_ids],
+                    "route": job.routes.get(person.uuid, "none"),
                 }
-                for person in extra.get("persons", [])
+                for person in job.persons
             ],
-            "route": result["route"],
+            "route": self._route(job),
             "recordings": {
-                "found": self._found(extra),
-                "waited_for_ongoing": sorted(extra.get("waited_for", [])),
-                "deleted": sorted(set(extra.get("deleted", []))),
-                "already_gone": sorted(set(extra.get("already_gone", []))),
-                "failed": dict(sorted(state.failed.items())),
-                "remaining": sorted(extra.get("remaining", [])),
+                "found": found,
+                "to_delete": sorted(job.to_delete),
+                "waited_for_ongoing": sorted(job.waited_for),
+                "deleted": sorted(set(job.deleted)),
+                "already_gone": sorted(set(job.already_gone)),
+                "failed": dict(sorted(failed.items())),
+                "remaining": sorted(job.left_after_verify),
             },
-            "nothing_to_erase": result["nothing_to_erase"],
+            "nothing_to_erase": job.found_at_start is not None and not found,
+            "earlier_attempt": earlier,
             "verification": {
-                "verified": result["verified"],
-                "checks": extra.get("checks", 0),
-                "verified_at": extra.get("verified_at"),
+                "verified": job.verified_at is not None,
+                "checks": job.checks,
+                "verified_at": job.verified_at,
             },
-            "notes": list(dict.fromkeys(extra.get("notes", []))),
-            "api_calls": {
-                "total": state.api_calls,
-                "by_kind": dict(sorted(extra.get("calls_by_kind", {}).items())),
-            },
-            "deferrals": state.deferrals,
+            "notes": list(dict.fromkeys(job.notes)),
+            "api_calls": {"total": total, "by_kind": dict(sorted(by_kind.items()))},
+            "deferrals": deferrals,
         }
 
-    def write_receipt(self, state: RunState) -> None:
-        if not self.receipt_path:
+    def _write_receipt(
+        self,
+        params: Params,
+        job: Job,
+        *,
+        state_calls: tuple[int, dict[str, int]],
+        deferrals: int,
+        failed: dict[str, str],
+    ) -> None:
+        if not params.receipt_path:
             return
-        receipt = self.receipt(state)
-        with open_for_writing(self.receipt_path, "w") as handle:
-            json.dump(receipt, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        self.log.info("Receipt of erasure request %s written to %s", self.request_id, self.receipt_path)
+        document = self.receipt(params, job, state_calls=state_calls, deferrals=deferrals, failed=failed)
+        write_json("receipt_path", params.receipt_path, document)
+        self.log.info(
+            "Receipt of erasure request %s (%s) written to %s",
+            params.request_id,
+            job.status,
+            params.receipt_path,
+        )

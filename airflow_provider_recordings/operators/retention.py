@@ -12,8 +12,9 @@ Example::
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -22,25 +23,61 @@ from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow_provider_recordings.core.endpoints import DeleteSummary
 from airflow_provider_recordings.core.errors import PostHogConfigError
 from airflow_provider_recordings.core.recordings import is_ongoing, isoformat, parse_time
-from airflow_provider_recordings.operators.base import PostHogRecordingsBaseOperator, as_bool, as_int
-from airflow_provider_recordings.operators.progress import Progress
-from airflow_provider_recordings.operators.report import AuditReport
-from airflow_provider_recordings.operators.resume import RunState
+from airflow_provider_recordings.core.summary import RunSummary
+from airflow_provider_recordings.operators.base import (
+    PostHogRecordingsBaseOperator,
+    RunParams,
+    as_bool,
+    as_int,
+    as_optional_int,
+)
+from airflow_provider_recordings.run.machine import PhaseMachine
+from airflow_provider_recordings.run.progress import Progress
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-    from airflow_provider_recordings.operators.selection import Selection
+    from airflow_provider_recordings.run.driver import Run
+    from airflow_provider_recordings.run.walk import Page
+
+
+class Phase(enum.Enum):
+    #: With ``max_deletions``: walk the selection once to count it, deleting nothing.
+    COUNT = "count"
+    #: Walk the selection and delete (or, in a dry run, report) what the policy selects.
+    DELETE = "delete"
+    DONE = "done"
+
+
+MACHINE = PhaseMachine(
+    start=Phase.COUNT,
+    moves={Phase.COUNT: frozenset({Phase.DELETE}), Phase.DELETE: frozenset({Phase.DONE})},
+)
 
 
 @dataclass
-class RetentionPlan:
-    """What the selection phase decided, before anything is deleted."""
+class Job:
+    """What a retention run carries across deferrals."""
 
-    cutoff: datetime
-    selected: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
-    skipped_ongoing: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
-    missing: list[str] = field(default_factory=list)
+    #: Fixed by the first pass: every pass decides against the same moment.
+    cutoff: str = ""
+    #: Recordings the count found to delete so far, and whether the count is done.
+    counted: int = 0
+    count_finished: bool = False
+
+    @property
+    def total(self) -> int | None:
+        """How many recordings the policy selects, when a count established it."""
+        return self.counted if self.count_finished else None
+
+
+@dataclass(frozen=True)
+class Params(RunParams):
+    retention_days: int | None
+    cutoff: datetime | None
+    dry_run: bool
+    max_deletions: int | None
+    ongoing_window: timedelta
 
 
 def resolve_cutoff(
@@ -73,19 +110,22 @@ def resolve_cutoff(
 class PostHogRecordingRetentionOperator(PostHogRecordingsBaseOperator):
     """Delete every selected recording that ended before the retention cutoff.
 
-    The run has two phases. First it lists the whole selection (only recordings that
-    started before the cutoff are fetched) and decides: a recording is deleted when its
-    ``end_time`` is before the cutoff and it is not ``ongoing``. Then it deletes exactly
-    those ids, in bulk where PostHog allows it and one by one otherwise. Deciding
-    before deleting means no page can shift under the job, and recordings added or
-    deleted by others meanwhile are never touched by mistake.
+    The run walks the selection once, page by page (only recordings that started before
+    the cutoff are listed), and deletes each page's recordings before it lists the
+    next: a recording goes when its ``end_time`` is before the cutoff and it is not
+    ``ongoing``. Deletes are in bulk where PostHog allows it and one by one otherwise.
+    Nothing proportional to the backlog is held, and a deferred run goes on from the
+    page it was working on, so a first run over years of recordings makes progress from
+    its first hour.
 
     :param retention_days: keep recordings for this many days (templated; >= 1).
     :param cutoff: delete recordings that ended before this moment instead (templated
         datetime or ISO string; not in the future). Exactly one of the two.
-    :param dry_run: list what would be deleted and delete nothing (templated).
-    :param max_deletions: refuse to start deleting when the selection is larger than
-        this (templated): a guard against a wrong filter or a cutoff typo.
+    :param dry_run: report what would be deleted and delete nothing (templated).
+    :param max_deletions: refuse to delete anything when the policy selects more than
+        this (templated): a guard against a wrong filter or a cutoff typo. It costs one
+        extra walk of the listing, made before the first deletion, which stops as soon as
+        the count passes the limit.
     :param ongoing_window: with no ``ongoing`` flag from the server, a recording whose
         last data is this recent counts as ongoing and is kept.
 
@@ -94,20 +134,22 @@ class PostHogRecordingRetentionOperator(PostHogRecordingsBaseOperator):
 
     Returns (XCom) a summary: ``cutoff``, ``matched``, ``deleted``, ``already_gone``,
     ``failed``, ``failed_ids``, ``skipped_ongoing``, ``missing``, ``dry_run``,
-    ``api_calls``, ``remaining``, ``deferrals``, ``report_path``.
-
-    With ``deferrable=True`` a backlog larger than PostHog's rate budget is worked off
-    across deferrals: each pass lists what is still there (deleted recordings are gone,
-    so nothing is deleted twice) against the cutoff fixed by the first pass.
+    ``would_delete``, ``api_calls``, ``remaining``, ``deferrals``, ``report_path``.
     """
 
     template_fields: Sequence[str] = (
         *PostHogRecordingsBaseOperator.template_fields,
         "retention_days",
         "cutoff",
-        "dry_run_mode",
+        "dry_run",
         "max_deletions",
     )
+
+    noun = "deletions"
+    operation = "retention"
+    counters = ("deleted", "already_gone", "skipped_ongoing", "missing", "would_delete")
+    machine = MACHINE
+    job_type = Job
 
     def __init__(
         self,
@@ -120,156 +162,212 @@ class PostHogRecordingRetentionOperator(PostHogRecordingsBaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if (retention_days in (None, "")) == (cutoff in (None, "")):
-            raise ValueError(f"{self.task_id}: give exactly one of retention_days and cutoff")
-        if isinstance(retention_days, int) and not isinstance(retention_days, bool) and retention_days < 1:
-            raise ValueError(f"{self.task_id}: retention_days must be at least 1, got {retention_days}")
         self.retention_days = retention_days
         self.cutoff = cutoff
-        # ``BaseOperator.dry_run`` is a method, so the flag lives under another name.
-        self.dry_run_mode = dry_run
+        # The operator's own flag; it replaces BaseOperator's dry_run() debugging helper.
+        self.dry_run = dry_run  # type: ignore[assignment]
         self.max_deletions = max_deletions
         self.ongoing_window = ongoing_window
 
-    noun = "deletions"
-    lineage_operation = "retention"
+    # -- parameters and state ---------------------------------------------------------------
 
-    def lineage_summary(self, result: dict[str, Any]) -> dict[str, Any]:
-        return {
-            **super().lineage_summary(result),
-            "deleted": result["deleted"],
-            "already_gone": result["already_gone"],
-            "dry_run": result["dry_run"],
-            "cutoff": result["cutoff"],
-        }
-
-    def validate(self, context: Context) -> None:
-        resolve_cutoff(self.retention_days, self.cutoff, context, datetime.now(UTC))
-        as_bool("dry_run", self.dry_run_mode)
-        self._max_deletions()
-
-    def _max_deletions(self) -> int | None:
-        if self.max_deletions in (None, ""):
-            return None
-        return as_int("max_deletions", self.max_deletions, minimum=0)
-
-    def start(self, context: Context, state: RunState) -> None:
-        # Fixed once: every pass after a deferral decides against the same cutoff.
-        cutoff = resolve_cutoff(self.retention_days, self.cutoff, context, datetime.now(UTC))
-        state.extra["cutoff"] = isoformat(cutoff)
-
-    def run(self, context: Context, state: RunState) -> None:
-        cutoff = parse_time(state.extra["cutoff"])
-        assert cutoff is not None
-        selection = self.build_selection()
-        dry_run = as_bool("dry_run", self.dry_run_mode)
-        self.log.info("Selecting %s that ended before %s", selection.describe(), isoformat(cutoff))
-        plan = self.plan(selection, cutoff, datetime.now(UTC), exclude=set(state.failed))
-        processed = state.count("deleted") + state.count("already_gone") + state.failed_count
-        state.extra["skipped_ongoing"] = len(plan.skipped_ongoing)
-        state.extra["missing"] = max(0, len(plan.missing) - processed) if selection.is_explicit else 0
-        self.log.info(
-            "Selected %d recording(s) to delete; %d skipped as ongoing; %d list call(s)",
-            len(plan.selected),
-            len(plan.skipped_ongoing),
-            self.hook.stats.requests,
-        )
-        max_deletions = self._max_deletions()
-        if max_deletions is not None and processed + len(plan.selected) > max_deletions and not dry_run:
-            # A guard, not an accident: a retry would only list and refuse again.
-            raise AirflowFailException(
-                f"{processed + len(plan.selected)} recordings match the policy, more than "
-                f"max_deletions={max_deletions}; nothing was deleted. Check the policy, then raise "
-                "max_deletions or run with dry_run=True."
+    def prepare(self, context: Context) -> Params:
+        now = datetime.now(UTC)
+        resolve_cutoff(self.retention_days, self.cutoff, context, now)
+        if not isinstance(self.ongoing_window, timedelta) or self.ongoing_window <= timedelta(0):
+            raise PostHogConfigError(
+                f"ongoing_window must be a positive timedelta, got {self.ongoing_window!r}"
             )
-        with AuditReport(self.report_path, append=state.deferrals > 0) as report:
-            if state.deferrals == 0:
-                for recording_id, (start, end) in plan.skipped_ongoing.items():
-                    report.write(
-                        id=recording_id, start_time=start, end_time=end, action="skip", result="ongoing"
-                    )
-            if dry_run:
-                state.extra["would_delete"] = len(plan.selected)
-                for recording_id, (start, end) in plan.selected.items():
-                    report.write(
-                        id=recording_id, start_time=start, end_time=end, action="delete", result="dry_run"
-                    )
-                self.log.info("Dry run: %d recording(s) would be deleted; nothing was.", len(plan.selected))
-                return
-            self.delete(plan, report, state)
+        return Params(
+            **self.run_params(context).shared(),
+            retention_days=as_optional_int("retention_days", self.retention_days, minimum=1),
+            cutoff=parse_time(self.cutoff) if self.cutoff not in (None, "") else None,
+            dry_run=as_bool("dry_run", self.dry_run),
+            max_deletions=as_optional_int("max_deletions", self.max_deletions, minimum=0),
+            ongoing_window=self.ongoing_window,
+        )
 
-    def result(self, state: RunState) -> dict[str, Any]:
-        dry_run = as_bool("dry_run", self.dry_run_mode)
-        done = state.count("deleted") + state.count("already_gone") + state.failed_count
-        return {
-            "cutoff": state.extra.get("cutoff"),
-            "matched": state.extra.get("would_delete", 0) if dry_run else done + (state.remaining or 0),
-            "deleted": state.count("deleted"),
-            "already_gone": state.count("already_gone"),
-            "failed": state.failed_count,
-            "failed_ids": sorted(state.failed),
-            "skipped_ongoing": state.extra.get("skipped_ongoing", 0),
-            "missing": state.extra.get("missing", 0),
-            "dry_run": dry_run,
-        }
+    def new_job(self, context: Context, params: Params) -> Job:
+        cutoff = resolve_cutoff(self.retention_days, self.cutoff, context, datetime.now(UTC))
+        return Job(cutoff=isoformat(cutoff))
 
-    def plan(
-        self, selection: Selection, cutoff: datetime, now: datetime, *, exclude: set[str] | None = None
-    ) -> RetentionPlan:
-        """List the selection once and decide every recording's fate.
+    def upgrade_v1(self, extra: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        # 0.2.0 listed the whole selection again on every pass: deleting goes on from the top
+        # (what it deleted is gone); its per-pass counts of skipped and missing are not kept.
+        return Phase.DELETE.value, {"cutoff": extra["cutoff"]}, {}
 
-        ``exclude`` holds ids that already failed in this run (after a deferral they
-        are not retried again: a rerun of the task does that).
-        """
-        plan = RetentionPlan(cutoff=cutoff)
-        for recording in selection.iter_recordings(self.hook, date_to=isoformat(cutoff)):
-            end_time = parse_time(recording.get("end_time"))
-            if end_time is None or end_time >= cutoff or recording["id"] in (exclude or ()):
+    # -- the phases ---------------------------------------------------------------------------
+
+    def step(self, run: Run, phase: Phase) -> Phase:
+        if phase is Phase.COUNT:
+            return self._count(run)
+        self._delete(run)
+        return Phase.DONE
+
+    def _queries(self, run: Run) -> list[dict[str, Any]]:
+        return run.params.selection.queries(date_to=run.job.cutoff)
+
+    def _verdict(self, run: Run, recording: dict[str, Any], now: datetime) -> str | None:
+        """``"delete"``, ``"ongoing"`` (kept, reported) or None (not selected by the policy)."""
+        cutoff = parse_time(run.job.cutoff)
+        end_time = parse_time(recording.get("end_time"))
+        if cutoff is None or end_time is None or end_time >= cutoff:
+            return None
+        return "ongoing" if is_ongoing(recording, now, run.params.ongoing_window) else "delete"
+
+    def _count(self, run: Run) -> Phase:
+        """With ``max_deletions``, count what the policy selects before deleting anything."""
+        params: Params = run.params
+        if params.max_deletions is None or params.dry_run:
+            return Phase.DELETE
+        job: Job = run.job
+        run.log.info(
+            "Counting what the policy selects (max_deletions=%d) before deleting", params.max_deletions
+        )
+        for page in run.walk(self._queries(run)):
+            now = datetime.now(UTC)
+            for recording in page.rows:
+                if self._verdict(run, recording, now) == "delete":
+                    job.counted += 1
+                page.done(recording["id"])
+            if job.counted > params.max_deletions:
+                # A guard, not an accident: a retry would only count and refuse again.
+                raise AirflowFailException(
+                    f"more than {params.max_deletions} recordings match the policy (counted {job.counted} "
+                    f"so far), more than max_deletions={params.max_deletions}; nothing was deleted. Check "
+                    "the policy, then raise max_deletions or run with dry_run=True."
+                )
+        job.count_finished = True
+        run.state.remaining = job.counted
+        run.log.info("%d recording(s) match the policy; deleting them", job.counted)
+        run.restart_walk()
+        return Phase.DELETE
+
+    def _delete(self, run: Run) -> None:
+        params: Params = run.params
+        run.log.info(
+            "%s %s that ended before %s",
+            "Reporting (dry run)" if params.dry_run else "Deleting",
+            params.selection.describe(),
+            run.job.cutoff,
+        )
+        progress = Progress(run.log, "Would delete" if params.dry_run else "Deleted", run.job.total)
+        queries = self._queries(run)
+        for page in run.walk(queries):
+            doomed = self._decide(run, page)
+            if doomed:
+                self._check_cap(run, len(doomed))
+                self._delete_page(run, page, doomed, progress)
+            if page.last_of_query and params.selection.is_explicit:
+                run.count("missing", len(queries[page.query]["session_ids"]) - page.seen_in_query)
+        progress.finish()
+
+    def _decide(self, run: Run, page: Page) -> dict[str, dict[str, Any]]:
+        """Handle what needs no request; return the page's recordings to delete."""
+        now = datetime.now(UTC)
+        doomed: dict[str, dict[str, Any]] = {}
+        for recording in page.rows:
+            verdict = self._verdict(run, recording, now)
+            recording_id = recording["id"]
+            times: dict[str, Any] = {
+                "start_time": recording.get("start_time"),
+                "end_time": recording.get("end_time"),
+            }
+            if verdict == "ongoing":
+                run.count("skipped_ongoing")
+                run.record(id=recording_id, **times, action="skip", result="ongoing")
+            elif verdict == "delete" and run.params.dry_run:
+                run.count("would_delete")
+                run.record(id=recording_id, **times, action="delete", result="dry_run")
+            elif verdict == "delete":
+                doomed[recording_id] = times
                 continue
-            times = (recording.get("start_time"), recording.get("end_time"))
-            if is_ongoing(recording, now, self.ongoing_window):
-                plan.skipped_ongoing[recording["id"]] = times
-            else:
-                plan.selected[recording["id"]] = times
-        plan.missing = list(selection.missing_ids)
-        return plan
+            page.done(recording_id)
+        return doomed
 
-    def delete(self, plan: RetentionPlan, report: AuditReport, state: RunState) -> None:
-        progress = Progress(self.log, "Deleted", len(plan.selected))
-        state.remaining = len(plan.selected)
+    def _check_cap(self, run: Run, more: int) -> None:
+        """Never delete past ``max_deletions`` in one run, even if recordings appeared
+        after the count (the count already refused a larger selection)."""
+        cap = run.params.max_deletions
+        done = run.state.count("deleted") + run.state.count("already_gone") + run.state.failed_count
+        if cap is not None and done + more > cap:
+            raise AirflowFailException(
+                f"deleting {more} more recording(s) would pass max_deletions={cap} ({done} done); stopping"
+            )
 
-        def record(part: DeleteSummary, chunk: list[str]) -> None:
-            state.add("deleted", part.deleted)
-            state.add("already_gone", part.already_gone)
-            for failed_id, failure in part.failed.items():
-                state.fail(failed_id, failure)
-            state.remaining = (state.remaining or 0) - len(chunk)
+    def _delete_page(
+        self, run: Run, page: Page, doomed: dict[str, dict[str, Any]], progress: Progress
+    ) -> None:
+        state = run.state
+        if run.job.total is None:
+            state.remaining = len(doomed) if page.last_of_query else None
+
+        def finished(part: DeleteSummary, chunk: list[str]) -> None:
+            run.count("deleted", part.deleted)
+            run.count("already_gone", part.already_gone)
             for recording_id in chunk:
-                start, end = plan.selected.get(recording_id, (None, None))
                 outcome, reason = part.outcome(recording_id)
-                report.write(
+                if outcome == "failed":
+                    state.fail(recording_id, reason or "failed")
+                page.done(recording_id, removed=outcome != "failed")
+                run.record(
                     id=recording_id,
-                    start_time=start,
-                    end_time=end,
+                    **doomed.get(recording_id, {}),
                     action="delete",
                     result=outcome,
                     reason=reason,
+                    changed=outcome == "deleted",
                 )
+            if state.remaining is not None:
+                state.remaining = max(0, state.remaining - len(chunk))
             progress.advance(len(chunk))
 
         def requested(chunk: list[str]) -> None:
             # Written before the call: a process killed while it waits for the answer
             # still leaves a record of every recording it asked PostHog to delete.
             for recording_id in chunk:
-                start, end = plan.selected.get(recording_id, (None, None))
-                report.write(
-                    id=recording_id, start_time=start, end_time=end, action="delete", result="requested"
+                run.record(
+                    id=recording_id, **doomed.get(recording_id, {}), action="delete", result="requested"
                 )
 
-        self.hook.delete_recordings(
-            list(plan.selected),
-            max_workers=as_int("max_workers", self.max_workers, minimum=1),
-            on_part=record,
+        def unknown(chunk: list[str]) -> None:
+            for recording_id in chunk:
+                run.record_unknown(recording_id, "delete")
+
+        run.hook.delete_recordings(
+            list(doomed),
+            max_workers=run.params.max_workers,
+            on_part=finished,
             before_part=requested,
+            on_unknown=unknown,
         )
-        progress.finish()
+
+    # -- the result ---------------------------------------------------------------------------
+
+    def result(self, run: Run) -> dict[str, Any]:
+        state, params = run.state, run.params
+        done = state.count("deleted") + state.count("already_gone") + state.failed_count
+        return {
+            "cutoff": run.job.cutoff,
+            "matched": state.count("would_delete") if params.dry_run else done + (state.remaining or 0),
+            "deleted": state.count("deleted"),
+            "already_gone": state.count("already_gone"),
+            "failed": state.failed_count,
+            "failed_ids": sorted(state.failed),
+            "skipped_ongoing": state.count("skipped_ongoing"),
+            "missing": state.count("missing"),
+            "dry_run": params.dry_run,
+            "would_delete": state.count("would_delete"),
+        }
+
+    def summary(self, run: Run, result: dict[str, Any]) -> RunSummary:
+        return RunSummary(
+            operation=self.operation,
+            selected=int(result["matched"]),
+            deleted=result["deleted"],
+            already_gone=result["already_gone"],
+            failed=result["failed"],
+            remaining=int(result.get("remaining") or 0),
+            dry_run=result["dry_run"],
+            cutoff=result["cutoff"],
+        )

@@ -10,22 +10,26 @@ Example::
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_recordings.core.errors import PostHogNotFoundError
-from airflow_provider_recordings.core.parallel import run_each
-from airflow_provider_recordings.operators.base import PostHogRecordingsBaseOperator, as_bool, as_int
-from airflow_provider_recordings.operators.progress import Progress
-from airflow_provider_recordings.operators.report import AuditReport
-from airflow_provider_recordings.operators.resume import Checkpoint, RunState
-from airflow_provider_recordings.operators.selection import keyed_targets
+from airflow_provider_recordings.core.summary import RunSummary
+from airflow_provider_recordings.operators.base import PostHogRecordingsBaseOperator, RunParams, as_bool
+from airflow_provider_recordings.operators.update import selected_pages
+from airflow_provider_recordings.run.machine import PhaseMachine
+from airflow_provider_recordings.run.progress import Progress
+from airflow_provider_recordings.run.upgrade import walk_from_v1
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_recordings.run.driver import Run
+    from airflow_provider_recordings.run.walk import Page
 
 #: Characters of an access token that may appear in a report (never more).
 TOKEN_TAIL = 4
@@ -37,6 +41,31 @@ def masked_link(base_url: str, token: Any) -> str | None:
         return None
     tail = token[-TOKEN_TAIL:] if len(token) >= 3 * TOKEN_TAIL else ""
     return f"{base_url}/shared/****{tail}"
+
+
+class Phase(enum.Enum):
+    #: Read every selected recording's sharing (and disable the public ones, if asked).
+    AUDIT = "audit"
+    DONE = "done"
+
+
+MACHINE = PhaseMachine(start=Phase.AUDIT, moves={Phase.AUDIT: frozenset({Phase.DONE})})
+
+
+@dataclass
+class Job:
+    """What an audit carries across deferrals: the shared links found (few, and each one
+    is reported by id) and the walk's direction."""
+
+    shared_ids: list[str] = field(default_factory=list)
+    disabled_ids: list[str] = field(default_factory=list)
+    descending: bool = True
+
+
+@dataclass(frozen=True)
+class Params(RunParams):
+    disable_shared: bool
+    fail_on_shared: bool
 
 
 @dataclass(frozen=True)
@@ -74,97 +103,116 @@ class PostHogSharingAuditOperator(PostHogRecordingsBaseOperator):
         "fail_on_shared",
     )
 
+    noun = "sharing checks"
+    operation = "sharing_audit"
+    counters = ("audited", "missing")
+    machine = MACHINE
+    job_type = Job
+
     def __init__(
         self, *, disable_shared: bool | str = False, fail_on_shared: bool | str = False, **kwargs: Any
-    ):
+    ) -> None:
         super().__init__(**kwargs)
         self.disable_shared = disable_shared
         self.fail_on_shared = fail_on_shared
 
-    noun = "sharing checks"
-    lineage_operation = "sharing_audit"
-
-    def lineage_summary(self, result: dict[str, Any]) -> dict[str, Any]:
-        return {
-            **super().lineage_summary(result),
-            "shared": result["shared"],
-            "links_disabled": result["disabled"],
-        }
-
-    def validate(self, context: Context) -> None:
-        as_bool("disable_shared", self.disable_shared)
-        as_bool("fail_on_shared", self.fail_on_shared)
-
-    def run(self, context: Context, state: RunState) -> None:
-        disable = as_bool("disable_shared", self.disable_shared)
-        base_url = self.hook.config.base_url
-        checkpoint = Checkpoint(state)
-        todo = checkpoint.todo(keyed_targets(self.build_selection(), self.hook))
-        state.remaining = len(todo)
-        keys = {recording_id: key for key, (recording_id, _) in todo}
-        shared: list[str] = state.extra.setdefault("shared_ids", [])
-        disabled: list[str] = state.extra.setdefault("disabled_ids", [])
-        self.log.info(
-            "Auditing sharing of %d recording(s)%s", len(todo), " (disabling public links)" if disable else ""
+    def prepare(self, context: Context) -> Params:
+        return Params(
+            **self.run_params(context).shared(),
+            disable_shared=as_bool("disable_shared", self.disable_shared),
+            fail_on_shared=as_bool("fail_on_shared", self.fail_on_shared),
         )
-        progress = Progress(self.log, "Audited", len(todo))
 
-        def audit(recording_id: str) -> SharingState:
-            config = self.hook.get_sharing(recording_id)
-            state_now = SharingState(
-                enabled=bool(config.get("enabled")),
-                created_at=config.get("created_at"),
-                link=masked_link(base_url, config.get("access_token")),
-            )
-            if state_now.enabled and disable:
-                self.hook.set_sharing(recording_id, False)
-                after = self.hook.get_sharing(recording_id)
-                state_now = SharingState(
-                    True, state_now.created_at, state_now.link, disabled=not after.get("enabled")
-                )
-            return state_now
+    def upgrade_v1(self, extra: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        walk, descending = walk_from_v1(extra, self.build_selection())
+        job = {
+            "shared_ids": list(extra.get("shared_ids") or []),
+            "disabled_ids": list(extra.get("disabled_ids") or []),
+            "descending": descending,
+        }
+        return Phase.AUDIT.value, job, walk
 
-        with AuditReport(self.report_path, append=state.deferrals > 0) as report:
+    # -- the audit ----------------------------------------------------------------------------
 
-            def record(recording_id: str, found: SharingState | None, exc: BaseException | None) -> None:
-                state.remaining = (state.remaining or 0) - 1
-                checkpoint.done(keys[recording_id])
-                progress.advance()
-                if isinstance(exc, PostHogNotFoundError):
-                    state.add("missing")
-                    report.write(id=recording_id, action="audit", result="missing")
-                    return
-                if exc is not None or found is None:
-                    state.fail(recording_id, str(exc))
-                    report.write(id=recording_id, action="audit", result="failed", reason=str(exc))
-                    return
-                state.add("audited")
-                result = "disabled" if found.disabled else ("shared" if found.enabled else "private")
-                if found.enabled:
-                    shared.append(recording_id)
-                    self.log.warning("Recording %s is publicly shared (link %s)", recording_id, found.link)
-                if found.disabled:
-                    disabled.append(recording_id)
-                elif found.enabled and disable:
-                    state.fail(recording_id, "sharing was still enabled after disabling it")
-                    result = "failed"
-                report.write(
-                    id=recording_id,
-                    enabled=found.enabled,
-                    created_at=found.created_at,
-                    link=found.link if found.enabled else None,
-                    action="disable" if found.enabled and disable else "audit",
-                    result=result,
-                )
-
-            run_each(
-                list(keys), audit, record, max_workers=as_int("max_workers", self.max_workers, minimum=1)
-            )
+    def step(self, run: Run, phase: Phase) -> Phase:
+        params: Params = run.params
+        run.log.info(
+            "Auditing sharing of %s%s",
+            params.selection.describe(),
+            " (disabling public links)" if params.disable_shared else "",
+        )
+        progress = Progress(run.log, "Audited", None)
+        for page in selected_pages(run, run.job.descending):
+            self._audit_page(run, page)
+            progress.advance(len(page.rows))
         progress.finish()
+        return Phase.DONE
 
-    def result(self, state: RunState) -> dict[str, Any]:
-        shared = sorted(set(state.extra.get("shared_ids", [])))
-        disabled = set(state.extra.get("disabled_ids", []))
+    def _read(self, run: Run, recording_id: str) -> SharingState:
+        base_url = run.hook.config.base_url
+        config = run.hook.get_sharing(recording_id)
+        found = SharingState(
+            enabled=bool(config.get("enabled")),
+            created_at=config.get("created_at"),
+            link=masked_link(base_url, config.get("access_token")),
+        )
+        if not (found.enabled and run.params.disable_shared):
+            return found
+        run.hook.set_sharing(
+            recording_id,
+            False,
+            before_send=lambda: run.record(id=recording_id, action="disable", result="requested"),
+        )
+        after = run.hook.get_sharing(recording_id)
+        return SharingState(True, found.created_at, found.link, disabled=not after.get("enabled"))
+
+    def _audit_page(self, run: Run, page: Page) -> None:
+        job: Job = run.job
+        disable = run.params.disable_shared
+
+        def finished(recording_id: str, found: SharingState | None, exc: BaseException | None) -> None:
+            page.done(recording_id)
+            if isinstance(exc, PostHogNotFoundError):
+                run.count("missing")
+                run.record(id=recording_id, action="audit", result="missing")
+                return
+            if exc is not None or found is None:
+                run.state.fail(recording_id, str(exc))
+                run.record(id=recording_id, action="audit", result="failed", reason=str(exc))
+                return
+            run.count("audited")
+            result = "disabled" if found.disabled else ("shared" if found.enabled else "private")
+            if found.enabled:
+                job.shared_ids.append(recording_id)
+                run.log.warning("Recording %s is publicly shared (link %s)", recording_id, found.link)
+            if found.disabled:
+                job.disabled_ids.append(recording_id)
+            elif found.enabled and disable:
+                run.state.fail(recording_id, "sharing was still enabled after disabling it")
+                result = "failed"
+            run.record(
+                id=recording_id,
+                enabled=found.enabled,
+                created_at=found.created_at,
+                link=found.link if found.enabled else None,
+                action="disable" if found.enabled and disable else "audit",
+                result=result,
+                changed=found.disabled,
+            )
+
+        run.each(
+            [row["id"] for row in page.rows],
+            lambda recording_id: self._read(run, recording_id),
+            finished,
+            action="audit",
+        )
+
+    # -- the result ---------------------------------------------------------------------------
+
+    def result(self, run: Run) -> dict[str, Any]:
+        state, job = run.state, run.job
+        shared = sorted(set(job.shared_ids))
+        disabled = set(job.disabled_ids)
         return {
             "audited": state.count("audited"),
             "matched": state.count("audited")
@@ -180,14 +228,23 @@ class PostHogSharingAuditOperator(PostHogRecordingsBaseOperator):
             "shared_recording_ids": shared,
         }
 
-    def _complete(self, context: Context, state: RunState, stopped: str | None) -> dict[str, Any]:
-        result = super()._complete(context, state, stopped)
-        if as_bool("fail_on_shared", self.fail_on_shared) and result["still_shared"]:
-            still = sorted(set(result["shared_recording_ids"]) - set(state.extra.get("disabled_ids", [])))
-            context["ti"].xcom_push(key="return_value", value=result)
-            # A gate, not an accident: retrying the task would only audit again.
-            raise AirflowFailException(
-                f"{len(still)} recording(s) remain publicly shared: {', '.join(still[:10])}"
-                + (" ..." if len(still) > 10 else "")
-            )
-        return result
+    def summary(self, run: Run, result: dict[str, Any]) -> RunSummary:
+        return RunSummary(
+            operation=self.operation,
+            selected=result["matched"],
+            shared=result["shared"],
+            links_disabled=result["disabled"],
+            failed=result["failed"],
+            remaining=int(result.get("remaining") or 0),
+        )
+
+    def gates(self, run: Run, result: dict[str, Any]) -> None:
+        if not (run.params.fail_on_shared and result["still_shared"]):
+            return
+        still = sorted(set(result["shared_recording_ids"]) - set(run.job.disabled_ids))
+        run.context["ti"].xcom_push(key="return_value", value=result)
+        # A gate, not an accident: retrying the task would only audit again.
+        raise AirflowFailException(
+            f"{len(still)} recording(s) remain publicly shared: {', '.join(still[:10])}"
+            + (" ..." if len(still) > 10 else "")
+        )

@@ -29,8 +29,8 @@ from airflow.providers.common.compat.sdk import (
 
 from airflow_provider_recordings.core.errors import PostHogConfigError, PostHogRateLimitError
 from airflow_provider_recordings.core.ongoing import OngoingCheck, check_ongoing
+from airflow_provider_recordings.core.selection import Selection
 from airflow_provider_recordings.hooks.posthog import PostHogHook
-from airflow_provider_recordings.operators.selection import Selection
 from airflow_provider_recordings.triggers.ongoing import PostHogOngoingRecordingsTrigger, missing_message
 
 if TYPE_CHECKING:

@@ -96,7 +96,7 @@ class PostHogOngoingRecordingsTrigger(BaseTrigger):
         # imports of this provider's machinery happen in a worker thread instead.
         await asyncio.to_thread(_load, "airflow_provider_recordings.triggers.poll_group")
         from airflow_provider_recordings.core.errors import PostHogError
-        from airflow_provider_recordings.operators.selection import Selection
+        from airflow_provider_recordings.core.selection import Selection
         from airflow_provider_recordings.triggers.poll_group import PollGroup, Throttled, Waiter
 
         try:

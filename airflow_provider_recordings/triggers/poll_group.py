@@ -43,8 +43,8 @@ from airflow_provider_recordings.triggers.poll_merge import (
 )
 
 if TYPE_CHECKING:
+    from airflow_provider_recordings.core.selection import Selection
     from airflow_provider_recordings.hooks.posthog_async import AsyncPostHogClient
-    from airflow_provider_recordings.operators.selection import Selection
 
 log = logging.getLogger(__name__)
 

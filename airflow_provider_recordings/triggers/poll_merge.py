@@ -20,10 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_recordings.operators.selection import IDS_PER_LOOKUP, Selection
-
-#: Users per merged call (keeps the URL well under 8 KB, like the ids).
-DISTINCT_IDS_PER_CALL = 100
+from airflow_provider_recordings.core.limits import DISTINCT_IDS_PER_LIST_CALL, IDS_PER_LIST_CALL, chunks
+from airflow_provider_recordings.core.selection import Selection
 
 
 def merge_key(selection: Selection) -> str:
@@ -80,8 +78,7 @@ def _id_calls(selections: Sequence[Selection], members: list[int]) -> list[Merge
         {recording_id for index in members for recording_id in selections[index].recording_ids or ()}
     )
     calls = []
-    for start in range(0, len(ids), IDS_PER_LOOKUP):
-        chunk = ids[start : start + IDS_PER_LOOKUP]
+    for chunk in chunks(ids, IDS_PER_LIST_CALL):
         wanted = set(chunk)
         waiters = [index for index in members if wanted & set(selections[index].recording_ids or ())]
         calls.append(MergedCall({"session_ids": chunk, "limit": len(chunk)}, waiters))
@@ -94,8 +91,7 @@ def _user_calls(selections: Sequence[Selection], members: list[int]) -> list[Mer
     }
     users = sorted({str(user) for index in members for user in selections[index].filters["distinct_ids"]})
     calls = []
-    for start in range(0, len(users), DISTINCT_IDS_PER_CALL):
-        chunk = users[start : start + DISTINCT_IDS_PER_CALL]
+    for chunk in chunks(users, DISTINCT_IDS_PER_LIST_CALL):
         wanted = set(chunk)
         waiters = [
             index for index in members if wanted & {str(u) for u in selections[index].filters["distinct_ids"]}

@@ -42,6 +42,7 @@ def erasure(tmp_path: Path, **kwargs: Any) -> PostHogRecordingErasureOperator:
     kwargs.setdefault("receipt_path", str(tmp_path / "receipt.json"))
     kwargs.setdefault("poke_interval", 0.1)
     kwargs.setdefault("verify_interval", 0.1)
+    kwargs.setdefault("deferrable", True)
     return PostHogRecordingErasureOperator(task_id="erase", **kwargs)
 
 

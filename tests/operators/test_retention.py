@@ -7,9 +7,13 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
-from airflow_provider_recordings.core.errors import PostHogConfigError, PostHogRateLimitError
+from airflow_provider_recordings.core.errors import (
+    PostHogConfigError,
+    PostHogItemsFailedError,
+    PostHogRateLimitError,
+)
 from airflow_provider_recordings.operators.retention import PostHogRecordingRetentionOperator
 from airflow_provider_recordings.testing import Fault
 from tests.conftest import API_KEY
@@ -214,7 +218,7 @@ def test_failed_ids_fail_the_task_at_the_end_after_the_others(make_emulator, con
     connect(emulator.url)
     ids = populate(emulator, expired=30)
     emulator.inject(Fault.status(500), times=6, method="DELETE", after=10)
-    with pytest.raises(AirflowException, match="1 of 30 deletions failed"):
+    with pytest.raises(PostHogItemsFailedError, match="1 of 30 deletions failed"):
         run_operator(retention(retention_days=90, max_workers=1))
     assert run_operator.ti.pushed["return_value"]["failed"] == 1
     assert len(emulator.recording_ids()) == 1
@@ -247,12 +251,22 @@ def test_bad_input_fails_with_zero_http_calls(emulator, posthog_conn, run_operat
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [{}, {"retention_days": 5, "cutoff": "2024-01-01"}, {"retention_days": 0}],
+    ("kwargs", "message"),
+    [
+        ({}, "exactly one of retention_days and cutoff"),
+        ({"retention_days": 5, "cutoff": "2024-01-01"}, "exactly one of retention_days and cutoff"),
+        ({"retention_days": 0}, "retention_days must be an integer >= 1"),
+    ],
 )
-def test_bad_literal_arguments_fail_when_the_dag_is_parsed(kwargs):
-    with pytest.raises(ValueError, match="retention"):
-        retention(**kwargs)
+def test_bad_literal_arguments_fail_at_once_without_retries(
+    emulator, posthog_conn, run_operator, kwargs, message
+):
+    # Template fields are kept as given in __init__ (Airflow's rule) and checked before
+    # the first request; the failure is final, since a retry would fail the same way.
+    operator = retention(**kwargs)
+    with pytest.raises(AirflowFailException, match=message):
+        run_operator(operator)
+    assert emulator.requests == []
 
 
 def test_bad_connection_fails_with_zero_http_calls(emulator, connect, run_operator):

@@ -6,9 +6,9 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.common.compat.sdk import AirflowFailException
 
-from airflow_provider_recordings.core.errors import PostHogConfigError
+from airflow_provider_recordings.core.errors import PostHogConfigError, PostHogItemsFailedError
 from airflow_provider_recordings.operators.update import PostHogBulkUpdateRecordingsOperator
 from airflow_provider_recordings.testing import Fault
 
@@ -65,7 +65,7 @@ def test_faults_are_retried_and_failures_reported_at_the_end(emulator, posthog_c
     ids = emulator.seed(10, days=3)
     emulator.inject(Fault.status(503), times=2, method="PATCH")
     emulator.inject(Fault.status(500), times=6, method="PATCH", after=5)
-    with pytest.raises(AirflowException, match="1 of 10 updates failed"):
+    with pytest.raises(PostHogItemsFailedError, match="1 of 10 updates failed"):
         run_operator(bulk_update(recording_ids=ids, max_workers=1))
     pushed = run_operator.ti.pushed["return_value"]
     assert pushed["updated"] == 9
@@ -93,6 +93,9 @@ def test_bad_input_fails_with_zero_http_calls(emulator, posthog_conn, run_operat
     assert emulator.requests == []
 
 
-def test_literal_bad_update_fails_at_parse_time():
-    with pytest.raises(PostHogConfigError):
-        bulk_update(update={"viewed": "yes"})
+def test_a_literal_bad_update_fails_before_any_request_without_retries(emulator, posthog_conn, run_operator):
+    # The update is a template field: kept as given in __init__, checked in execute.
+    operator = bulk_update(update={"viewed": "yes"})
+    with pytest.raises(AirflowFailException, match="update field 'viewed' must be bool"):
+        run_operator(operator)
+    assert emulator.requests == []

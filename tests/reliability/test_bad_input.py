@@ -11,6 +11,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_recordings.core.errors import PostHogConfigError
 from airflow_provider_recordings.operators.retention import PostHogRecordingRetentionOperator
@@ -49,7 +50,7 @@ SPECIFIC = {
         ("retention_days", "ninety", "retention_days"),
         ("cutoff", "last tuesday", "cutoff"),
         ("cutoff", FUTURE, "in the future"),
-        ("dry_run_mode", "perhaps", "dry_run"),
+        ("dry_run", "perhaps", "dry_run"),
         ("max_deletions", "-1", "max_deletions"),
         ("max_deletions", "lots", "max_deletions"),
     ],
@@ -99,6 +100,9 @@ def test_bad_parameter(emulator, posthog_conn, target, attr, value, message):
         execute(task)
     assert message in str(info.value)
     assert emulator.requests == []
+    if target in OPERATORS:
+        # Bad input is final: Airflow does not retry it (a retry would fail the same way).
+        assert isinstance(info.value, AirflowFailException)
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -121,20 +125,23 @@ def test_ids_and_filters_together(emulator, posthog_conn, target):
         ),
         (lambda: PostHogBulkUpdateRecordingsOperator(task_id="u", update={"viewed": "yes"}), "'viewed'"),
         (lambda: PostHogBulkUpdateRecordingsOperator(task_id="u", update={"seen": 1}), "'seen'"),
-        (lambda: PostHogOngoingRecordingsSensor(task_id="s", recording_ids=["a"], missing="skip"), "missing"),
     ],
-    ids=[
-        "retention-neither",
-        "retention-days-0",
-        "retention-both",
-        "update-type",
-        "update-field",
-        "sensor-missing",
-    ],
+    ids=["retention-neither", "retention-days-0", "retention-both", "update-type", "update-field"],
 )
-def test_bad_literal_fails_when_the_dag_is_parsed(emulator, build, message):
-    with pytest.raises(ValueError, match=message):
-        build()
+def test_bad_literal_template_field_fails_before_any_request_without_retries(
+    emulator, posthog_conn, build, message
+):
+    # Template fields are assigned as given in __init__ (Airflow's rule: a template may
+    # render them later) and checked in execute, before the first request.
+    task = build()
+    with pytest.raises(AirflowFailException, match=message):
+        execute(task)
+    assert emulator.requests == []
+
+
+def test_bad_literal_that_is_no_template_field_fails_when_the_dag_is_parsed(emulator):
+    with pytest.raises(ValueError, match="missing"):
+        PostHogOngoingRecordingsSensor(task_id="s", recording_ids=["a"], missing="skip")
     assert emulator.requests == []
 
 

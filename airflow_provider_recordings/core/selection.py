@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from airflow_provider_recordings.core.endpoints import LIST_PARAMS, validate_recording_ids
 from airflow_provider_recordings.core.errors import PostHogConfigError
+from airflow_provider_recordings.core.limits import IDS_PER_LIST_CALL, chunks
 
 #: ``date_from`` meaning "every recording the key can see" (older than PostHog's replay).
 ALL_TIME = "2000-01-01T00:00:00Z"
@@ -23,11 +24,15 @@ ALL_TIME = "2000-01-01T00:00:00Z"
 PAGING_PARAMS = frozenset({"limit", "offset", "after"})
 FILTER_PARAMS = LIST_PARAMS - PAGING_PARAMS
 
-#: Ids per list call when looking up explicit ids (keeps the URL well under 8 KB).
-IDS_PER_LOOKUP = 100
+#: Filters PostHog reads as JSON lists: a bare string would be sent as it is and match
+#: nothing (or fail), so it is refused before any request.
+LIST_FILTERS = ("distinct_ids", "session_ids")
 
-if TYPE_CHECKING:
-    from airflow_provider_recordings.hooks.posthog import PostHogHook
+
+class RecordingLister(Protocol):
+    """What a selection needs of a client: the sync hook has it."""
+
+    def iter_recordings(self, **params: Any) -> Iterator[dict[str, Any]]: ...
 
 
 def _coerce_ids(recording_ids: Any) -> list[str]:
@@ -50,14 +55,14 @@ def _coerce_ids(recording_ids: Any) -> list[str]:
     return validate_recording_ids(flat)
 
 
-def from_json_text(name: str, value: Any) -> Any:
+def from_json_text(name: str, value: Any, expected: str = "a dict (or a JSON object)") -> Any:
     """A parameter that a rendered template may have turned into JSON text, decoded."""
     if not isinstance(value, str):
         return value
     try:
         return json.loads(value)
     except ValueError:
-        raise PostHogConfigError(f"{name} must be a dict (or a JSON object), got {value[:80]!r}") from None
+        raise PostHogConfigError(f"{name} must be {expected}, got {value[:80]!r}") from None
 
 
 def _coerce_filters(filters: Any) -> dict[str, Any]:
@@ -72,7 +77,26 @@ def _coerce_filters(filters: Any) -> dict[str, Any]:
         raise PostHogConfigError(
             f"unknown filter(s) {unknown}{hint}; accepted: {', '.join(sorted(FILTER_PARAMS))}"
         )
+    for name in LIST_FILTERS:
+        if name in filters:
+            filters = {**filters, name: _string_list(name, filters[name])}
     return dict(filters)
+
+
+def _string_list(name: str, value: Any) -> list[str]:
+    """A list filter's value: a list of non-empty strings (a JSON list is decoded)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.startswith("["):
+            raise PostHogConfigError(
+                f"filters.{name} must be a list, got the single string {text[:60]!r}; write [{text[:60]!r}]"
+            )
+        value = from_json_text(f"filters.{name}", text, "a list (or a JSON list)")
+    if not isinstance(value, list | tuple) or not value:
+        raise PostHogConfigError(f"filters.{name} must be a non-empty list of strings, got {value!r}")
+    if not all(isinstance(item, str) and item.strip() for item in value):
+        raise PostHogConfigError(f"filters.{name} must hold only non-empty strings, got {value!r}")
+    return list(value)
 
 
 @dataclass
@@ -121,10 +145,7 @@ class Selection:
             return [self.list_params(**criteria)]
         return [
             {"session_ids": chunk, "limit": len(chunk)}
-            for chunk in (
-                self.recording_ids[start : start + IDS_PER_LOOKUP]
-                for start in range(0, len(self.recording_ids), IDS_PER_LOOKUP)
-            )
+            for chunk in chunks(self.recording_ids, IDS_PER_LIST_CALL)
         ]
 
     def keep(self, recording: dict[str, Any]) -> bool:
@@ -139,7 +160,7 @@ class Selection:
         """Explicit ids PostHog did not return (unknown, deleted or expired)."""
         return [i for i in self.recording_ids or () if i not in found_ids]
 
-    def iter_recordings(self, hook: PostHogHook, **criteria: Any) -> Iterator[dict[str, Any]]:
+    def iter_recordings(self, hook: RecordingLister, **criteria: Any) -> Iterator[dict[str, Any]]:
         """Yield the selected recordings with their details (each once).
 
         Ids PostHog does not return end up in :attr:`missing_ids` once the iterator is
@@ -154,21 +175,3 @@ class Selection:
                 found.add(recording["id"])
                 yield recording
         self.missing_ids = self.find_missing(found)
-
-
-def keyed_targets(selection: Selection, hook: PostHogHook) -> list[tuple[str, tuple[str, dict[str, Any]]]]:
-    """The selection as ``(key, (id, details))`` in a stable processing order.
-
-    Explicit ids keep their given order and are not looked up (a call saved per page;
-    unknown ids show up as 404s). A query is listed once and ordered by start time
-    and id, so a run resumed after a deferral can skip what it already did by key.
-    """
-    if selection.recording_ids is not None:
-        return [
-            (f"{index:010d}", (recording_id, {}))
-            for index, recording_id in enumerate(selection.recording_ids)
-        ]
-    return [
-        (f"{recording.get('start_time') or ''}|{recording['id']}", (recording["id"], recording))
-        for recording in selection.iter_recordings(hook)
-    ]

@@ -1,4 +1,5 @@
-"""Progress lines for long runs: done/total, rate and ETA, at most every 30 seconds."""
+"""Progress lines for long runs: done/total (or done so far), rate and ETA, at most
+every 30 seconds."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ class Progress:
         self,
         log: Any,
         verb: str,
-        total: int,
+        total: int | None,
         *,
         interval: float = DEFAULT_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
@@ -54,6 +55,8 @@ class Progress:
         now = self._clock() if now is None else now
         elapsed = max(now - self._started, 1e-9)
         rate = self.done / elapsed
+        if self.total is None:
+            return f"{self._verb} {self.done} so far, {rate:.1f}/s"
         share = f" ({100 * self.done / self.total:.1f}%)" if self.total else ""
         eta = (
             f", ETA {_duration((self.total - self.done) / rate)}"
