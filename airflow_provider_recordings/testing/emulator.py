@@ -298,7 +298,7 @@ class PostHogEmulator:
                 state = self.store.sharing_state(added[position], create=True)
                 assert state is not None
                 state.enable(True, now)
-            owners = seeding.busiest_distinct_ids([self.store.view(row) for row in added], persons)
+            owners = seeding.busiest_distinct_ids((self._distinct_id(row) for row in added), persons)
             ids = [self.store.ids[row] for row in added]
         for distinct_id in owners:
             if not self.persons.by_distinct_id(distinct_id):
@@ -437,6 +437,10 @@ class PostHogEmulator:
         moment = to_us(as_utc(at) if at is not None else self.clock.now())
         with self.store.lock:
             self.store.set_end(self._row(recording_id), moment)
+
+    def _distinct_id(self, row: int) -> str:
+        stored = self.store.distinct.get(row)
+        return stored if stored is not None else records.default_distinct_id(self.store.salts[row])
 
     def _row(self, recording_id: str) -> int:
         row = self.store.row_of(recording_id)

@@ -11,7 +11,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
-from airflow_provider_recordings.testing.records import ONGOING_US, RowView, distinct_id_of
+from airflow_provider_recordings.testing.records import ONGOING_US
 from airflow_provider_recordings.testing.store import NewRow
 from airflow_provider_recordings.testing.timefmt import SECOND_US
 
@@ -93,11 +93,11 @@ def generate(
     return rows, shared_positions
 
 
-def busiest_distinct_ids(rows: Iterable[RowView], count: int) -> list[str]:
-    """The ``count`` distinct ids with the most recordings (ties by id): the users an
-    erasure demo has most to find for."""
+def busiest_distinct_ids(distinct_ids: Iterable[str], count: int) -> list[str]:
+    """The ``count`` distinct ids occurring most (ties by id): the users an erasure demo
+    has most to find for."""
     if count <= 0:
         return []
-    tally = Counter(distinct_id_of(row) for row in rows)
+    tally = Counter(distinct_ids)
     ranked = sorted(tally.items(), key=lambda item: (-item[1], item[0]))
     return [distinct_id for distinct_id, _ in ranked[:count]]
