@@ -15,12 +15,12 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import requests
+from airflow_provider_recordings.testing.client import EmulatorAdmin
 
 #: Connection id every operator and hook of the benchmarks uses.
 CONN_ID = "posthog_default"
@@ -42,26 +42,30 @@ class Emulator:
     project_id: str
     api_key: str
     process: subprocess.Popen[bytes]
+    admin: EmulatorAdmin = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Seeding a million recordings takes a while: allow ten minutes per call.
+        self.admin = EmulatorAdmin(self.url, timeout=600)
 
     def stats(self) -> dict[str, Any]:
-        return self._get("stats")
+        return self.admin.stats()
 
     def recordings(self) -> list[dict[str, Any]]:
-        return self._get("recordings")
+        return self.admin.recordings()
 
     def seed(self, n: int, *, days: float, seed: int, ongoing: int = 0, shared: int = 0) -> list[str]:
-        body = {"n": n, "days": days, "seed": seed, "ongoing": ongoing, "shared": shared}
-        return self._post("seed", body)["ids"]
+        return self.admin.seed(n, days=days, seed=seed, ongoing=ongoing, shared=shared)
 
     def add(self, recordings: list[dict[str, Any]]) -> list[str]:
         """Add recordings field by field (start_time, end_time, distinct_id as in the API)."""
-        return self._post("recordings", {"recordings": recordings})["ids"]
+        return self.admin.add(recordings)
 
     def set_clock(self, moment: datetime) -> None:
-        self._post("clock", {"set": moment.isoformat()})
+        self.admin.set_clock(moment)
 
     def advance_clock(self, seconds: float) -> None:
-        self._post("clock", {"advance": seconds})
+        self.admin.advance_clock(seconds)
 
     def connection(self, **extra: Any) -> str:
         """An ``AIRFLOW_CONN_*`` value pointing at this emulator."""
@@ -69,16 +73,6 @@ class Emulator:
         return json.dumps(
             {"conn_type": "posthog", "host": self.url, "password": self.api_key, "extra": extras}
         )
-
-    def _get(self, name: str) -> Any:
-        response = requests.get(f"{self.url}/_emulator/{name}", timeout=600)
-        response.raise_for_status()
-        return response.json()
-
-    def _post(self, name: str, body: dict[str, Any]) -> Any:
-        response = requests.post(f"{self.url}/_emulator/{name}", json=body, timeout=600)
-        response.raise_for_status()
-        return response.json()
 
 
 @contextmanager

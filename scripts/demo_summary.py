@@ -5,8 +5,9 @@ reads what the run's tasks returned (their XComs, from the demo's own metadata d
 and what the emulator saw (``/_emulator/stats``), and keeps it in a small JSON state
 file. ``table`` turns that file into the summary printed at the end.
 
-Standard library only: it runs with the demo environment's Python but imports neither
-Airflow nor the provider.
+Standard library only: it runs with the demo environment's Python and imports no
+Airflow; of the provider, only the emulator's admin client
+(``airflow_provider_recordings.testing.EmulatorAdmin``, itself standard library only).
 
     demo_summary.py connection [--ready-file F]   AIRFLOW_CONN_POSTHOG_DEFAULT value
     demo_summary.py live-user --ready-file F      a distinct id with a recording still ongoing
@@ -25,9 +26,10 @@ import os
 import sqlite3
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
+
+from airflow_provider_recordings.testing.client import EmulatorAdmin
 
 #: The demo emulator enforces PostHog's limits with every window this many times
 #: shorter; the connection tells the client so, so it paces itself the same way.
@@ -41,17 +43,9 @@ def read_ready_file(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def emulator_get(url: str, path: str, data: dict[str, Any] | None = None, key: str | None = None) -> Any:
-    """One request to the emulator (its admin endpoints need no key; the API does)."""
-    body = None if data is None else json.dumps(data).encode()
-    request = urllib.request.Request(url + path, data=body, method="GET" if body is None else "POST")
-    request.add_header("Content-Type", "application/json")
-    if key:
-        request.add_header("Authorization", f"Bearer {key}")
-    # The emulator is on loopback; an HTTP proxy from the environment must not be used.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(request, timeout=10) as response:
-        return json.loads(response.read() or b"null")
+def admin(url: str) -> EmulatorAdmin:
+    """The emulator's control endpoints (they need no key; the API does)."""
+    return EmulatorAdmin(url, timeout=10)
 
 
 def latest_xcoms(database: Path, dag_id: str) -> dict[str, Any]:
@@ -101,8 +95,7 @@ def cmd_connection(args: argparse.Namespace) -> int:
 
 def cmd_live_user(args: argparse.Namespace) -> int:
     info = read_ready_file(args.ready_file)
-    page = emulator_get(
-        info["url"],
+    page = admin(info["url"]).api(
         f"/api/projects/{info['project_id']}/session_recordings/?date_from=-1h&limit=100",
         key=info["api_key"],
     )
@@ -118,7 +111,7 @@ def cmd_begin(args: argparse.Namespace) -> int:
     state: dict[str, Any] = {"steps": [], "target": args.target}
     if args.ready_file:
         info = read_ready_file(args.ready_file)
-        stats = emulator_get(info["url"], "/_emulator/stats")
+        stats = admin(info["url"]).stats()
         state.update(emulator=info["url"], before=_store_counts(stats), baseline=stats["total"])
     save_state(args.state, state)
     return 0
@@ -127,7 +120,7 @@ def cmd_begin(args: argparse.Namespace) -> int:
 def cmd_mark(args: argparse.Namespace) -> int:
     state = load_state(args.state)
     if state.get("emulator"):
-        stats = emulator_get(state["emulator"], "/_emulator/stats")
+        stats = admin(state["emulator"]).stats()
         state.update(baseline=stats["total"], baseline_lists=stats["list"])
         save_state(args.state, state)
     return 0
@@ -139,11 +132,12 @@ def cmd_end_session(args: argparse.Namespace) -> int:
     state = load_state(args.state)
     url, baseline = state["emulator"], state.get("baseline_lists", 0)
     deadline = time.monotonic() + args.timeout
-    while (lists := emulator_get(url, "/_emulator/stats")["list"]) <= baseline:
+    emulator = admin(url)
+    while (lists := emulator.stats()["list"]) <= baseline:
         if time.monotonic() > deadline or not _alive(args.pid):
             return 1
         time.sleep(0.02)
-    emulator_get(url, "/_emulator/clock", {"advance": args.advance})
+    emulator.advance_clock(args.advance)
     if lists > baseline + 1:
         # The trigger's first poll beat us to it; the session's end shows at the next one.
         print("(the deferred sensor had already polled again: it notices at its next poll)")
@@ -172,7 +166,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         **summarize(args.dag, xcoms),
     }
     if state.get("emulator"):
-        stats = emulator_get(state["emulator"], "/_emulator/stats")
+        stats = admin(state["emulator"]).stats()
         step["api_calls"] = stats["total"] - state.get("baseline", 0)
         state["baseline"] = stats["total"]
         state["after"] = step["emulator"] = _store_counts(stats)

@@ -6,10 +6,19 @@ Standard library only and no Airflow imports, so test suites and the command lin
 
 from __future__ import annotations
 
+from airflow_provider_recordings.testing.client import EmulatorAdmin, EmulatorAdminError
 from airflow_provider_recordings.testing.clock import EmulatorClock
 from airflow_provider_recordings.testing.emulator import PostHogEmulator
 from airflow_provider_recordings.testing.faults import Fault
 from airflow_provider_recordings.testing.ratelimit import RateLimitConfig
 from airflow_provider_recordings.testing.requestlog import RequestRecord
 
-__all__ = ["EmulatorClock", "Fault", "PostHogEmulator", "RateLimitConfig", "RequestRecord"]
+__all__ = [
+    "EmulatorAdmin",
+    "EmulatorAdminError",
+    "EmulatorClock",
+    "Fault",
+    "PostHogEmulator",
+    "RateLimitConfig",
+    "RequestRecord",
+]

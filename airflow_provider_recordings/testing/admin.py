@@ -58,7 +58,8 @@ def _recordings(emulator: PostHogEmulator, call: Call) -> list[dict[str, Any]]:
                 "end_time": iso_us(store.ends[row]),
                 "ongoing": records.is_ongoing(store.ends[row], now_us),
                 "shared": _shared(emulator, row),
-                "distinct_id": store.distinct.get(row),
+                # What the API answers: the stored id, or the one derived for seeded rows.
+                "distinct_id": records.distinct_id_of(store.view(row)),
             }
             for row in reversed(list(store.live_rows()))
         ]
@@ -77,13 +78,15 @@ def _seed(emulator: PostHogEmulator, call: Call) -> dict[str, Any]:
         ongoing=int(options.get("ongoing", 0)),
         shared=int(options.get("shared", 0)),
         seed=int(options.get("seed", 0)),
+        persons=int(options.get("persons", 0)),
     )
     return {"count": len(ids), "ids": ids}
 
 
 def _add(emulator: PostHogEmulator, call: Call) -> dict[str, Any]:
     """Add recordings given field by field: ``{"recordings": [{"start_time", "end_time",
-    "distinct_id", "id"}]}`` (times ISO 8601; only ``start_time`` is required)."""
+    "distinct_id", "id", "shared", "snapshot_blocks", "block_bytes", "lts"}]}`` (times
+    ISO 8601; only ``start_time`` is required)."""
     ids = []
     for spec in call.json_body().get("recordings", []):
         end = spec.get("end_time")
@@ -92,9 +95,65 @@ def _add(emulator: PostHogEmulator, call: Call) -> dict[str, Any]:
             start_time=as_utc(datetime.fromisoformat(str(spec["start_time"]))),
             end_time=as_utc(datetime.fromisoformat(str(end))) if end else None,
             distinct_id=spec.get("distinct_id"),
+            shared=bool(spec.get("shared", False)),
+            snapshot_blocks=_optional_int(spec, "snapshot_blocks"),
+            block_bytes=_optional_int(spec, "block_bytes"),
+            lts=bool(spec.get("lts", False)),
         )
         ids.append(added["id"])
     return {"count": len(ids), "ids": ids}
+
+
+def _optional_int(spec: dict[str, Any], name: str) -> int | None:
+    return None if spec.get(name) is None else int(spec[name])
+
+
+def _sharing(emulator: PostHogEmulator, call: Call) -> dict[str, Any]:
+    """``{"id", "enabled"?, "password_required"?}``: change a recording's public link as
+    another user would; answers the sharing object."""
+    options = call.json_body()
+    recording_id = str(options["id"])
+    if "enabled" in options:
+        emulator.set_shared(recording_id, _flag(options, "enabled"))
+    if "password_required" in options:
+        emulator.require_password(recording_id, _flag(options, "password_required"))
+    return emulator.sharing_object(recording_id)
+
+
+def _share_password(emulator: PostHogEmulator, call: Call) -> dict[str, Any]:
+    """``{"id", "raw_password"?, "note"?}``: a password for the link (which then
+    requires one); answers it with the raw password, like the API's 201."""
+    options = call.json_body()
+    return emulator.add_share_password(
+        str(options["id"]), options.get("raw_password"), note=str(options.get("note") or "")
+    )
+
+
+def _add_persons(emulator: PostHogEmulator, call: Call) -> dict[str, Any]:
+    """``{"persons": [{"distinct_ids": [...], "uuid"?}]}``."""
+    added = []
+    for spec in call.json_body().get("persons", []):
+        distinct_ids = spec.get("distinct_ids")
+        if not isinstance(distinct_ids, list) or not all(isinstance(d, str) for d in distinct_ids):
+            raise ValueError("each person needs distinct_ids, a list of strings")
+        added.append(emulator.add_person(distinct_ids, uuid=spec.get("uuid")))
+    return {"count": len(added), "persons": added}
+
+
+def _persons(emulator: PostHogEmulator, call: Call) -> list[dict[str, Any]]:
+    return emulator.list_persons()
+
+
+def _person_jobs(emulator: PostHogEmulator, call: Call) -> dict[str, Any]:
+    """Run the recordings jobs that are due (they also run before every API request)."""
+    return {"deleted": emulator.run_person_jobs(), "pending": emulator.persons.pending}
+
+
+def _flag(options: dict[str, Any], name: str) -> bool:
+    value = options[name]
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false")
+    return value
 
 
 def _clock(emulator: PostHogEmulator, call: Call) -> dict[str, Any]:
@@ -117,4 +176,9 @@ _ENDPOINTS = {
     ("POST", "recordings"): _add,
     ("POST", "clock"): _clock,
     ("GET", "clock"): _now,
+    ("POST", "sharing"): _sharing,
+    ("POST", "sharing/passwords"): _share_password,
+    ("GET", "persons"): _persons,
+    ("POST", "persons"): _add_persons,
+    ("POST", "persons/jobs"): _person_jobs,
 }

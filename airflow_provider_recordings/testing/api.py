@@ -7,67 +7,35 @@ different answers depending on which check fails first.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from airflow_provider_recordings.testing import errors, listing, records, routes, sharing
-from airflow_provider_recordings.testing.auth import ApiKey, KeyRing, require_project, require_scope
+from airflow_provider_recordings.testing import (
+    errors,
+    listing,
+    playlists,
+    records,
+    routes,
+    sharing,
+    snapshot_requests,
+)
+from airflow_provider_recordings.testing import persons as persons_module
+from airflow_provider_recordings.testing.auth import (
+    DEFAULT_EMAIL,
+    ApiKey,
+    KeyRing,
+    require_project,
+    require_scope,
+)
 from airflow_provider_recordings.testing.clock import EmulatorClock
 from airflow_provider_recordings.testing.config import EmulatorConfig
-from airflow_provider_recordings.testing.persons import PersonStore
+from airflow_provider_recordings.testing.exchange import Call, Response
+from airflow_provider_recordings.testing.persons import Person, PersonStore
 from airflow_provider_recordings.testing.ratelimit import RateLimiter
 from airflow_provider_recordings.testing.store import ANALYZED, VIEWED, RecordingStore
-from airflow_provider_recordings.testing.timefmt import to_us
-
-
-@dataclass
-class Response:
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-    reset: bool = False
-    throttled: bool = False
-
-    @classmethod
-    def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
-        data = json.dumps(payload, separators=(",", ":")).encode()
-        return cls(status, data, {"Content-Type": "application/json", **(headers or {})})
-
-    @classmethod
-    def error(cls, exc: errors.ApiError) -> Response:
-        return cls.json(exc.status, exc.body(), exc.headers)
-
-
-@dataclass
-class Call:
-    """A parsed API request, as handed over by the HTTP layer."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-    route: routes.Route | None = None
-    key: ApiKey | None = None
-
-    @property
-    def kind(self) -> str:
-        return "other" if self.route is None else self.route.kind(self.method)
-
-    def json_body(self) -> dict[str, Any]:
-        if not self.body.strip():
-            return {}
-        try:
-            data = json.loads(self.body)
-        except ValueError as exc:
-            raise errors.parse_error(f"JSON parse error - {exc}") from exc
-        if not isinstance(data, dict):
-            raise errors.parse_error("JSON parse error - expected an object")
-        return data
-
+from airflow_provider_recordings.testing.timefmt import SECOND_US, to_us
 
 Handler = Callable[["Api", Call], Response]
 
@@ -91,7 +59,10 @@ class Api:
 
     def route(self, call: Call) -> routes.Route | None:
         call.route = routes.match(
-            call.path, bulk_delete=self.config.bulk_delete, persons_route=self.config.persons_route
+            call.path,
+            bulk_delete=self.config.bulk_delete,
+            persons_route=self.config.persons_route,
+            persons_bulk_delete=self.config.persons_bulk_delete,
         )
         return call.route
 
@@ -104,7 +75,7 @@ class Api:
             return response
 
     def _handle(self, call: Call) -> Response:
-        self.persons.run_due_jobs(self.store, self.clock.monotonic())
+        self.run_person_jobs()
         route = call.route or self.route(call)
         if route is None:
             raise errors.not_found()
@@ -124,15 +95,28 @@ class Api:
     def _throttle(self, key: ApiKey, action: str) -> None:
         if self.limiter is None:
             return
-        kind = "list" if action == "list" else "persons" if action.startswith("person") else "other"
-        wait = self.limiter.acquire(key.value, kind, self.clock.monotonic())
-        if wait is not None:
-            raise errors.throttled(self.limiter.config.format_wait(wait))
+        blocked = self.limiter.check(key.value, routes.limit_kind(action), self.clock.monotonic())
+        if blocked is not None:
+            config = self.limiter.config
+            raise errors.throttled(config.format_wait(blocked.wait), config.detail(blocked))
 
     # -- helpers ---------------------------------------------------------------------
 
     def now_us(self) -> int:
         return to_us(self.clock.now())
+
+    def now_seconds(self) -> int:
+        return self.now_us() // SECOND_US
+
+    def run_person_jobs(self) -> int:
+        return self.persons.run_due_jobs(self.store, self.clock.monotonic(), self.now_seconds())
+
+    def queue_person_job(self, persons: list[Person], call: Call) -> None:
+        due = self.clock.monotonic() + self.config.person_job_delay
+        self.persons.queue_recordings_job(persons, due, call.key.email if call.key else None)
+
+    def delete_row(self, row: int, call: Call) -> None:
+        self.store.delete(row, at=self.now_seconds(), by=call.key.email if call.key else None)
 
     def live_row(self, call: Call) -> int:
         row = self.store.row_of(_recording_id(call))
@@ -230,7 +214,7 @@ def delete(api: Api, call: Call) -> Response:
     with api.store.lock:
         row = api.store.row_of(recording_id)
         if row is not None:
-            api.store.delete(row)
+            api.delete_row(row, call)
         elif not api.store.ever_existed(recording_id) and api.config.delete_unknown == "500":
             raise errors.server_error(
                 "recording_api_failure", f"Recording {recording_id} could not be deleted."
@@ -254,10 +238,13 @@ def bulk_delete(api: Api, call: Call) -> Response:
         for recording_id in dict.fromkeys(ids):
             row = api.store.row_of(recording_id)
             if row is not None:
-                api.store.delete(row)
+                api.delete_row(row, call)
                 deleted += 1
     body = {"success": True, "deleted_count": deleted, "total_requested": len(ids), "failed_ids": []}
     return Response.json(200, body)
+
+
+# -- sharing ----------------------------------------------------------------------------
 
 
 def sharing_get(api: Api, call: Call) -> Response:
@@ -268,25 +255,76 @@ def sharing_get(api: Api, call: Call) -> Response:
 
 def sharing_patch(api: Api, call: Call) -> Response:
     payload = call.json_body()
-    enabled = payload.get("enabled")
-    if "enabled" in payload and not isinstance(enabled, bool):
-        raise errors.invalid_input("Must be a valid boolean.", "enabled")
+    if payload.get("password_required") and not api.config.advanced_permissions:
+        return Response.json(
+            403, {"error": "Sharing with password requires the Advanced Permissions feature"}
+        )
+    changes = {name: payload[name] for name in ("enabled", "password_required") if name in payload}
+    for name, value in changes.items():
+        if not isinstance(value, bool):
+            raise errors.invalid_input("Must be a valid boolean.", name)
     with api.store.lock:
-        row = api.live_row(call)
-        state = api.store.sharing_state(row, create=True)
-        assert state is not None
-        if isinstance(enabled, bool):
-            state.enable(enabled, api.clock.now())
+        state = _saved_sharing(api, call)
+        if "enabled" in changes:
+            state.enable(changes["enabled"], api.clock.now())
+        if "password_required" in changes:
+            state.password_required = changes["password_required"]
         return Response.json(200, sharing.describe(state))
 
 
 def sharing_refresh(api: Api, call: Call) -> Response:
     with api.store.lock:
-        row = api.live_row(call)
-        state = api.store.sharing_state(row, create=True)
-        assert state is not None
+        state = _saved_sharing(api, call)
         state.rotate()
         return Response.json(200, sharing.describe(state))
+
+
+def sharing_password_create(api: Api, call: Call) -> Response:
+    """``POST sharing/passwords/``: 201 with the raw password, shown this once."""
+    with api.store.lock:
+        row = api.live_row(call)
+        state = api.store.sharing_state(row, create=False)
+        if state is None or not state.password_required:
+            return Response.json(
+                400, {"error": "Password protection must be enabled before creating passwords"}
+            )
+        if not api.config.advanced_permissions:
+            return Response.json(
+                403, {"error": "Password management requires the Advanced Permissions feature"}
+            )
+        raw, note = sharing.parse_password_request(call.json_body())
+        email = call.key.email if call.key else DEFAULT_EMAIL
+        entry, raw = state.add_password(next(api.store.password_ids), raw, note, email, api.clock.now())
+        return Response.json(201, sharing.password_answer(entry, raw))
+
+
+def sharing_password_delete(api: Api, call: Call) -> Response:
+    """``DELETE sharing/passwords/<id>/``: 204; 404 "Password not found" when it is not
+    an active password of this link."""
+    with api.store.lock:
+        row = api.live_row(call)
+        if not api.config.advanced_permissions:
+            return Response.json(
+                403, {"error": "Password management requires the Advanced Permissions feature"}
+            )
+        password_id = (call.route.item_id if call.route else None) or ""
+        if not password_id.strip().isdigit():
+            raise errors.unhandled()  # Django cannot look up a non-numeric id: a 500
+        state = api.store.sharing_state(row, create=False)
+        if state is None or not state.deactivate_password(int(password_id)):
+            raise errors.not_found("Password not found")
+    return Response(204)
+
+
+def _saved_sharing(api: Api, call: Call) -> sharing.SharingState:
+    """The recording's configuration, stored from now on (PATCH and refresh save it)."""
+    state = api.store.sharing_state(api.live_row(call), create=True)
+    assert state is not None
+    state.save(api.clock.now())
+    return state
+
+
+# -- persons ----------------------------------------------------------------------------
 
 
 def persons_list(api: Api, call: Call) -> Response:
@@ -299,10 +337,53 @@ def person_retrieve(api: Api, call: Call) -> Response:
     return Response.json(200, api.persons.find(_recording_id(call)).body())
 
 
-def person_delete_recordings(api: Api, call: Call) -> Response:
+def person_destroy(api: Api, call: Call) -> Response:
+    """``DELETE persons/<id>/``: 202; the flags are read by presence
+    (``?delete_recordings=false`` deletes the recordings too)."""
     person = api.persons.find(_recording_id(call))
-    api.persons.queue_recordings_job(person, api.clock.monotonic() + api.config.person_job_delay)
+    _delete_persons(
+        api,
+        call,
+        [person],
+        delete_recordings="delete_recordings" in call.query,
+        keep_person="keep_person" in call.query,
+    )
     return Response(202)
+
+
+def persons_bulk_delete(api: Api, call: Call) -> Response:
+    """``POST persons/bulk_delete/``: persons by UUID or distinct id, deleted at once
+    unless ``keep_person``; their recordings by a job that runs later."""
+    request = persons_module.parse_bulk_delete(call.json_body())
+    found = api.persons.resolve(request.ids, request.distinct_ids)
+    deleted = _delete_persons(
+        api, call, found, delete_recordings=request.delete_recordings, keep_person=request.keep_person
+    )
+    body = {
+        "persons_found": len(found),
+        "persons_deleted": deleted,
+        "events_queued_for_deletion": request.delete_events and bool(found),
+        "recordings_queued_for_deletion": request.delete_recordings and bool(found),
+        "deletion_errors": [],
+    }
+    return Response.json(202, body)
+
+
+def person_delete_recordings(api: Api, call: Call) -> Response:
+    """Deprecated (left out of the schema, "use bulk_delete") but still answered: 202."""
+    person = api.persons.find(_recording_id(call))
+    api.queue_person_job([person], call)
+    return Response(202)
+
+
+def _delete_persons(
+    api: Api, call: Call, persons: list[Person], *, delete_recordings: bool, keep_person: bool
+) -> int:
+    """The recordings job takes the distinct ids the persons have now, so it still runs
+    after the profiles are gone."""
+    if delete_recordings and persons:
+        api.queue_person_job(persons, call)
+    return 0 if keep_person else api.persons.delete(persons)
 
 
 _HANDLERS: dict[str, Handler] = {
@@ -311,10 +392,17 @@ _HANDLERS: dict[str, Handler] = {
     "update": update,
     "delete": delete,
     "bulk_delete": bulk_delete,
+    "snapshots": snapshot_requests.handle,
     "sharing_get": sharing_get,
     "sharing_patch": sharing_patch,
     "sharing_refresh": sharing_refresh,
+    "sharing_password_create": sharing_password_create,
+    "sharing_password_delete": sharing_password_delete,
     "persons_list": persons_list,
     "person_retrieve": person_retrieve,
+    "person_destroy": person_destroy,
+    "persons_bulk_delete": persons_bulk_delete,
     "person_delete_recordings": person_delete_recordings,
+    "playlist_retrieve": playlists.retrieve,
+    "playlist_recordings": playlists.recordings,
 }

@@ -19,7 +19,11 @@ ALL_SCOPES = (
     "sharing_configuration:write",
     "person:read",
     "person:write",
+    "session_recording_playlist:read",
+    "session_recording_playlist:write",
 )
+#: The user a key belongs to, as PostHog names them (``created_by_email``, ``deleted_by``).
+DEFAULT_EMAIL = "emulator.user@example.com"
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class ApiKey:
     value: str
     scopes: frozenset[str]
     projects: frozenset[str]
+    email: str = DEFAULT_EMAIL
 
     def has_scope(self, scope: str) -> bool:
         """``:write`` implies ``:read``, and ``*`` grants everything, as on PostHog."""
@@ -40,10 +45,12 @@ class KeyRing:
         self._lock = threading.Lock()
         self._keys: dict[str, ApiKey] = {}
 
-    def add(self, value: str, scopes: Iterable[str], projects: Iterable[str]) -> ApiKey:
+    def add(
+        self, value: str, scopes: Iterable[str], projects: Iterable[str], email: str = DEFAULT_EMAIL
+    ) -> ApiKey:
         if not value:
             raise ValueError("an API key cannot be empty")
-        key = ApiKey(value, frozenset(scopes), frozenset(str(p) for p in projects))
+        key = ApiKey(value, frozenset(scopes), frozenset(str(p) for p in projects), email)
         with self._lock:
             self._keys[value] = key
         return key

@@ -16,6 +16,7 @@ from airflow_provider_recordings.testing.modes import (
     OngoingMode,
     PersonsMode,
     Shape,
+    SyntheticMode,
 )
 
 
@@ -35,6 +36,15 @@ class EmulatorConfig:
     persons_route: PersonsMode = "allowed"
     #: Seconds (of the emulator's clock) the queued deletion job takes to run.
     person_job_delay: float = 5.0
+    #: ``POST persons/bulk_delete/``: there, or an older server's 404 ("absent") or
+    #: 405 ("not_allowed").
+    persons_bulk_delete: PersonsMode = "allowed"
+    #: PostHog's built-in playlists (``synthetic-shared``): "present", or "absent" as on
+    #: older and self-hosted servers (404 for the short id).
+    synthetic_playlists: SyntheticMode = "present"
+    #: The organisation has the "Advanced Permissions" feature that password-protected
+    #: links need; without it PostHog refuses them with 403.
+    advanced_permissions: bool = True
 
     def __post_init__(self) -> None:
         self.project_id = str(self.project_id)
@@ -44,6 +54,10 @@ class EmulatorConfig:
         self.delete_unknown = str(self.delete_unknown)  # type: ignore[assignment]
         _check("delete_unknown", self.delete_unknown, DeleteUnknownMode)
         _check("persons_route", self.persons_route, PersonsMode)
+        _check("persons_bulk_delete", self.persons_bulk_delete, PersonsMode)
+        _check("synthetic_playlists", self.synthetic_playlists, SyntheticMode)
+        if not isinstance(self.advanced_permissions, bool):
+            raise ValueError(f"advanced_permissions must be a bool, not {self.advanced_permissions!r}")
         if self.person_job_delay < 0:
             raise ValueError("person_job_delay must be >= 0")
         if self.bulk_delete_max < 1:

@@ -9,16 +9,25 @@ import sys
 import threading
 import traceback
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
-from airflow_provider_recordings.testing import admin, errors, records, seeding
+from airflow_provider_recordings.testing import (
+    admin,
+    errors,
+    records,
+    routes,
+    seeding,
+    sharing,
+    snapshot_requests,
+    snapshots,
+)
 from airflow_provider_recordings.testing.api import Api, Call, Response
-from airflow_provider_recordings.testing.auth import ALL_SCOPES, KeyRing
+from airflow_provider_recordings.testing.auth import ALL_SCOPES, DEFAULT_EMAIL, KeyRing
 from airflow_provider_recordings.testing.clock import EmulatorClock, as_utc
 from airflow_provider_recordings.testing.config import EmulatorConfig
 from airflow_provider_recordings.testing.faults import Fault, FaultQueue, FaultRule, format_seconds
@@ -28,11 +37,13 @@ from airflow_provider_recordings.testing.modes import (
     OngoingMode,
     PersonsMode,
     Shape,
+    SyntheticMode,
 )
 from airflow_provider_recordings.testing.persons import PersonStore
 from airflow_provider_recordings.testing.ratelimit import RateLimitConfig, RateLimiter
 from airflow_provider_recordings.testing.requestlog import RequestLog, RequestRecord
 from airflow_provider_recordings.testing.server import EmulatorHTTPServer
+from airflow_provider_recordings.testing.snapshot_requests import SnapshotRequest
 from airflow_provider_recordings.testing.store import ANALYZED, VIEWED, NewRow, RecordingStore
 from airflow_provider_recordings.testing.timefmt import to_us
 
@@ -86,6 +97,9 @@ class PostHogEmulator:
     next_url_base: _Setting[str | None] = _Setting()
     persons_route: _Setting[PersonsMode] = _Setting()
     person_job_delay: _Setting[float] = _Setting()
+    persons_bulk_delete: _Setting[PersonsMode] = _Setting()
+    synthetic_playlists: _Setting[SyntheticMode] = _Setting()
+    advanced_permissions: _Setting[bool] = _Setting()
 
     def __init__(
         self,
@@ -104,6 +118,9 @@ class PostHogEmulator:
         port: int = 0,
         persons_route: PersonsMode = "allowed",
         person_job_delay: float = 5.0,
+        persons_bulk_delete: PersonsMode = "allowed",
+        synthetic_playlists: SyntheticMode = "present",
+        advanced_permissions: bool = True,
     ) -> None:
         require_loopback(host)
         self.config = EmulatorConfig(
@@ -117,6 +134,9 @@ class PostHogEmulator:
             latency=latency,
             persons_route=persons_route,
             person_job_delay=person_job_delay,
+            persons_bulk_delete=persons_bulk_delete,
+            synthetic_playlists=synthetic_playlists,
+            advanced_permissions=advanced_permissions,
         )
         self.api_key = api_key
         self.clock = clock or EmulatorClock()
@@ -198,9 +218,15 @@ class PostHogEmulator:
     # -- keys and data ---------------------------------------------------------------
 
     def add_key(
-        self, key: str, scopes: Iterable[str] = ALL_SCOPES, projects: Iterable[str] | None = None
+        self,
+        key: str,
+        scopes: Iterable[str] = ALL_SCOPES,
+        projects: Iterable[str] | None = None,
+        email: str = DEFAULT_EMAIL,
     ) -> None:
-        self._keys.add(key, scopes, projects if projects is not None else (self.config.project_id,))
+        """Another personal API key; ``email`` is its user's, which answers name
+        (``created_by_email`` of share passwords, ``deleted_by`` of deletions)."""
+        self._keys.add(key, scopes, projects if projects is not None else (self.config.project_id,), email)
 
     def add_recording(
         self,
@@ -210,12 +236,18 @@ class PostHogEmulator:
         end_time: datetime | None = None,
         distinct_id: str | None = None,
         shared: bool = False,
+        snapshot_blocks: int | None = None,
+        block_bytes: int | None = None,
+        lts: bool = False,
         **extra_fields: Any,
     ) -> dict[str, Any]:
         """Store one recording; ``end_time`` defaults to a minute after the start.
 
         ``viewed``/``analyzed`` set the flags; any other keyword overrides that field in
-        API answers (and, for the order fields, in sorting).
+        API answers (and, for the order fields, in sorting). ``snapshot_blocks`` and
+        ``block_bytes`` size its content (a few small blocks by default; hundreds of
+        megabytes cost no memory, the content is generated as it is sent), and ``lts``
+        keeps it as one long-term-storage file instead of blocks.
         """
         recording_id = id if id is not None else str(uuid.uuid4())
         start = as_utc(start_time)
@@ -224,7 +256,10 @@ class PostHogEmulator:
             ANALYZED if extra_fields.pop("analyzed", False) else 0
         )
         salt = int.from_bytes(hashlib.blake2b(recording_id.encode(), digest_size=8).digest(), "big")
-        new = NewRow(recording_id, to_us(start), to_us(end), salt, distinct_id, extra_fields or None, flags)
+        spec = _snapshot_spec(salt, snapshot_blocks, block_bytes, lts)
+        new = NewRow(
+            recording_id, to_us(start), to_us(end), salt, distinct_id, extra_fields or None, flags, spec
+        )
         with self.store.lock:
             self.store.add([new])
             if shared:
@@ -234,9 +269,19 @@ class PostHogEmulator:
         return found
 
     def seed(
-        self, n: int, *, days: float = 30.0, ongoing: int = 0, shared: int = 0, seed: int = 0
+        self,
+        n: int,
+        *,
+        days: float = 30.0,
+        ongoing: int = 0,
+        shared: int = 0,
+        seed: int = 0,
+        persons: int = 0,
     ) -> list[str]:
-        """Add ``n`` realistic recordings over the last ``days`` days of the clock."""
+        """Add ``n`` realistic recordings over the last ``days`` days of the clock;
+        ``persons`` of their distinct ids (those with the most recordings) get a person."""
+        if persons < 0:
+            raise ValueError("persons must be >= 0")
         rows, shared_positions = seeding.generate(
             n,
             now_us=to_us(self.clock.now()),
@@ -253,15 +298,24 @@ class PostHogEmulator:
                 state = self.store.sharing_state(added[position], create=True)
                 assert state is not None
                 state.enable(True, now)
-            return [self.store.ids[row] for row in added]
+            owners = seeding.busiest_distinct_ids((self._distinct_id(row) for row in added), persons)
+            ids = [self.store.ids[row] for row in added]
+        for distinct_id in owners:
+            if not self.persons.by_distinct_id(distinct_id):
+                self.persons.add([distinct_id], now, records.person_uuid(distinct_id))
+        return ids
 
     def add_person(self, distinct_ids: Iterable[str], *, uuid: str | None = None) -> dict[str, Any]:
         """A person owning ``distinct_ids`` (what PostHog's persons API answers for it)."""
         return self.persons.add(list(distinct_ids), self.clock.now(), uuid).body()
 
+    def list_persons(self) -> list[dict[str, Any]]:
+        """Every person, as PostHog's persons API answers them."""
+        return [person.body() for person in self.persons.all()]
+
     def run_person_jobs(self) -> int:
         """Run the queued recordings jobs whose time has come; how many recordings went."""
-        return self.persons.run_due_jobs(self.store, self.clock.monotonic())
+        return self._api.run_person_jobs()
 
     def recording_ids(self) -> set[str]:
         with self.store.lock:
@@ -279,12 +333,13 @@ class PostHogEmulator:
         body["analyzed"] = view.analyzed
         return body
 
-    def delete(self, recording_id: str) -> bool:
-        """Delete as another user would; returns whether the recording existed."""
+    def delete(self, recording_id: str, *, deleted_by: str | None = None) -> bool:
+        """Delete as another user would (``deleted_by``, an email, is what the snapshots
+        410 names); returns whether the recording existed."""
         with self.store.lock:
             row = self.store.row_of(recording_id)
             if row is not None:
-                self.store.delete(row)
+                self.store.delete(row, at=self._api.now_seconds(), by=deleted_by)
             return row is not None
 
     def set_shared(self, recording_id: str, enabled: bool) -> None:
@@ -305,11 +360,87 @@ class PostHogEmulator:
             assert state is not None
             return state.access_token
 
+    def require_password(self, recording_id: str, required: bool = True) -> dict[str, Any]:
+        """Protect the recording's public link with passwords (or stop), as a PATCH of
+        ``password_required`` would; returns the sharing object."""
+        with self.store.lock:
+            state = self.store.sharing_state(self._row(recording_id), create=True)
+            assert state is not None
+            state.save(self.clock.now())
+            state.password_required = required
+            return sharing.describe(state)
+
+    def add_share_password(
+        self,
+        recording_id: str,
+        raw_password: str | None = None,
+        *,
+        note: str = "",
+        email: str = DEFAULT_EMAIL,
+    ) -> dict[str, Any]:
+        """A password for the recording's link (requiring one if the link did not), as
+        ``POST sharing/passwords/`` answers it: with the raw password."""
+        raw, note = sharing.parse_password_request({"raw_password": raw_password or "", "note": note})
+        with self.store.lock:
+            state = self.store.sharing_state(self._row(recording_id), create=True)
+            assert state is not None
+            state.password_required = True
+            entry, raw = state.add_password(next(self.store.password_ids), raw, note, email, self.clock.now())
+            return sharing.password_answer(entry, raw)
+
+    def sharing_object(self, recording_id: str) -> dict[str, Any]:
+        """The sharing object the API answers (the real token, not a throwaway one)."""
+        with self.store.lock:
+            state = self.store.sharing_state(self._row(recording_id), create=False)
+            return sharing.describe(state)
+
+    def snapshot_sources(self, recording_id: str) -> list[dict[str, Any]]:
+        """What ``GET snapshots`` lists for the recording."""
+        return list(self._layout(recording_id).sources())
+
+    def snapshot_chunks(
+        self,
+        recording_id: str,
+        *,
+        source: str = "blob_v2",
+        start: int = 0,
+        end: int | None = None,
+        decompress: bool = True,
+    ) -> Iterator[bytes]:
+        """The body ``GET snapshots`` sends for ``source`` ("blob_v2": blocks
+        ``start``..``end``, all of them by default; "blob_v2_lts": the LTS file), chunk
+        by chunk, so even a huge recording can be compared without holding it."""
+        layout = self._layout(recording_id)
+        if source == "blob_v2_lts":
+            request = SnapshotRequest(source, blob_key=layout.lts_key, decompress=decompress)
+        elif source == "blob_v2":
+            last = layout.spec.blocks - 1 if end is None else end
+            request = SnapshotRequest(source, start, last, decompress=decompress)
+        else:
+            raise ValueError(f"source must be 'blob_v2' or 'blob_v2_lts', not {source!r}")
+        try:
+            chunks, _length, _type = snapshot_requests.content(layout, request)
+        except errors.ApiError as exc:
+            raise ValueError(exc.detail) from exc
+        return chunks
+
+    def snapshot_content(self, recording_id: str, **options: Any) -> bytes:
+        """:meth:`snapshot_chunks` joined: for small recordings."""
+        return b"".join(self.snapshot_chunks(recording_id, **options))
+
+    def _layout(self, recording_id: str) -> snapshots.Layout:
+        with self.store.lock:
+            return snapshot_requests.layout_of(self.store, self._row(recording_id), self.config.project_id)
+
     def touch(self, recording_id: str, at: datetime | None = None) -> None:
         """The recording receives data now (or at ``at``): it becomes ongoing."""
         moment = to_us(as_utc(at) if at is not None else self.clock.now())
         with self.store.lock:
             self.store.set_end(self._row(recording_id), moment)
+
+    def _distinct_id(self, row: int) -> str:
+        stored = self.store.distinct.get(row)
+        return stored if stored is not None else records.default_distinct_id(self.store.salts[row])
 
     def _row(self, recording_id: str) -> int:
         row = self.store.row_of(recording_id)
@@ -376,6 +507,8 @@ class PostHogEmulator:
         if response is None:
             fault = self._faults.take(call.method, call.path)
             response = self._respond(call, fault)
+        if call.route is not None and not response.reset:
+            response.headers.update(routes.deprecation_headers(call.path, call.raw_query))
         self._sleep(self.config.latency)
         final = replace(pending, status=0 if response.reset else response.status)
         self._log.append(final, throttled=response.throttled, faulted=fault is not None)
@@ -406,12 +539,26 @@ class PostHogEmulator:
             return Response(200, _MALFORMED, {"Content-Type": "text/html; charset=utf-8"})
         if fault.kind == "throttle":
             wait = None if fault.retry_after is None else format_seconds(fault.retry_after)
-            return Response.error(errors.throttled(wait))
+            detail = fault.body if isinstance(fault.body, str) else None
+            return Response.error(errors.throttled(wait, detail))
         return _status_response(fault)
 
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
             self._stopping.wait(seconds)
+
+
+def _snapshot_spec(
+    salt: int, blocks: int | None, block_bytes: int | None, lts: bool
+) -> snapshots.SnapshotSpec | None:
+    if blocks is None and block_bytes is None and not lts:
+        return None
+    default = snapshots.default_spec(salt)
+    return snapshots.SnapshotSpec(
+        blocks if blocks is not None else default.blocks,
+        block_bytes if block_bytes is not None else default.block_bytes,
+        lts,
+    )
 
 
 def _logged_body(body: bytes) -> Any:
@@ -424,8 +571,21 @@ def _logged_body(body: bytes) -> Any:
 
 
 def _truncate(response: Response) -> Response:
+    if response.stream is not None and response.length is not None:
+        half = response.length // 2
+        return Response(
+            200, headers=dict(response.headers), stream=_first_bytes(response.stream, half), length=half
+        )
     body = response.body or b'{"success":true}'
     return Response(200, body[: len(body) // 2], {"Content-Type": "application/json"})
+
+
+def _first_bytes(chunks: Iterable[bytes], count: int) -> Iterator[bytes]:
+    for chunk in chunks:
+        if count <= 0:
+            return
+        yield chunk[:count]
+        count -= len(chunk)
 
 
 def _status_response(fault: Fault) -> Response:

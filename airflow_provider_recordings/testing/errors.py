@@ -17,6 +17,7 @@ class ApiError(Exception):
         detail: str,
         attr: str | None = None,
         headers: dict[str, str] | None = None,
+        payload: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -25,9 +26,19 @@ class ApiError(Exception):
         self.detail = detail
         self.attr = attr
         self.headers = dict(headers or {})
+        self.payload = payload
 
     def body(self) -> dict[str, Any]:
+        if self.payload is not None:
+            return dict(self.payload)
         return {"type": self.type, "code": self.code, "detail": self.detail, "attr": self.attr}
+
+
+def plain(status: int, payload: dict[str, Any]) -> ApiError:
+    """An answer a view builds by hand (``Response({"error": ...}, status=...)``), not
+    through the exception handler, so it lacks the usual envelope."""
+    detail = str(payload.get("message") or payload.get("error") or "")
+    return ApiError(status, "", "", detail, payload=payload)
 
 
 def not_authenticated() -> ApiError:
@@ -67,14 +78,25 @@ def server_error(code: str, detail: str) -> ApiError:
     return ApiError(500, "server_error", code, detail)
 
 
-def throttled(wait_text: str | None) -> ApiError:
-    """PostHog's 429; without a wait it is the database-capacity variant (no Retry-After)."""
+def unhandled() -> ApiError:
+    """What the exception handler answers for an exception that is no API error (a
+    ``ValueError`` from ``int("x")``, say)."""
+    return ApiError(500, "server_error", "error", "A server error occurred.")
+
+
+CAPACITY_DETAIL = "ClickHouse is at capacity. Try again later."
+
+
+def throttled(wait_text: str | None, detail: str | None = None) -> ApiError:
+    """PostHog's 429. With a wait: ``Retry-After`` and DRF's text, or ``detail`` where
+    PostHog names the limit. Without a wait (the database is busy): no ``Retry-After``,
+    and ``detail`` or the capacity text."""
     if wait_text is None:
-        return ApiError(429, "throttled_error", "throttled", "ClickHouse is at capacity. Try again later.")
+        return ApiError(429, "throttled_error", "throttled", detail or CAPACITY_DETAIL)
     return ApiError(
         429,
         "throttled_error",
         "throttled",
-        f"Request was throttled. Expected available in {wait_text} seconds.",
+        detail or f"Request was throttled. Expected available in {wait_text} seconds.",
         headers={"Retry-After": wait_text},
     )

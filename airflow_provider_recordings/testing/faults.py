@@ -14,6 +14,11 @@ from typing import Any, Literal
 FaultKind = Literal["status", "throttle", "latency", "reset", "malformed", "truncated"]
 
 CAPACITY_DETAIL = "ClickHouse is at capacity. Try again later."
+QUERY_TIMEOUT_DETAIL = "Query timeout exceeded. Try again later."
+BLOCKS_UNAVAILABLE_DETAIL = (
+    "Couldn't load this recording's data. Try again, and if it keeps happening contact support."
+)
+BLOCK_RETRY_MESSAGE = "Failed to load recording block. Please try again later."
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,31 @@ class Fault:
     def throttle(cls, retry_after: float | None = 30) -> Fault:
         """PostHog's 429; ``None`` mimics the database-capacity 429 that has no Retry-After."""
         return cls("throttle", status_code=429, retry_after=retry_after)
+
+    @classmethod
+    def query_timeout(cls) -> Fault:
+        """The list's 429 when its query times out: "Query timeout exceeded. Try again
+        later.", without Retry-After (``session_recording_api.py``, list)."""
+        return cls("throttle", status_code=429, retry_after=None, body=QUERY_TIMEOUT_DETAIL)
+
+    @classmethod
+    def blocks_unavailable(cls, status: int = 502) -> Fault:
+        """Snapshot content whose blocks all failed to load (``RecordingBlocksUnavailable``):
+        502 with code ``recording_blocks_unavailable``. ``status=503`` plays the variant
+        of another PostHog version, ``{"error": "Failed to load recording block. ..."}``."""
+        body: dict[str, Any]
+        if status == 502:
+            body = {
+                "type": "server_error",
+                "code": "recording_blocks_unavailable",
+                "detail": BLOCKS_UNAVAILABLE_DETAIL,
+                "attr": None,
+            }
+        elif status == 503:
+            body = {"error": BLOCK_RETRY_MESSAGE}
+        else:
+            raise ValueError("blocks_unavailable answers 502 or 503")
+        return cls("status", status_code=status, body=body)
 
     @classmethod
     def latency(cls, seconds: float) -> Fault:

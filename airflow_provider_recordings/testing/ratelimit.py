@@ -16,54 +16,96 @@ MINUTE = 60.0
 HOUR = 3600.0
 
 
+#: The request kinds the limits tell apart (the API maps each action to one).
+KINDS = ("list", "snapshots", "persons_read", "persons_delete", "sharing", "other")
+
+
 @dataclass(frozen=True)
 class RateLimitConfig:
-    """Limits per API key. Defaults: every recordings action 240/min and 1200/h, and the
-    list action additionally the free plan's 12/min and 60/h."""
+    """Limits per personal API key, as PostHog sets them (``posthog/rate_limit.py``,
+    ``posthog/api/person.py``, the replay throttles of ``session_recording_api.py``).
+
+    Every recordings action (and the playlists) counts against 240/minute and
+    1200/hour; the list and the snapshots actions also against a budget of the plan
+    (defaults: the free plan's 12/minute and 60/hour). Persons reads share only the
+    240/minute window; persons deletions (destroy, ``bulk_delete``,
+    ``delete_recordings``) have their own 480/minute and 4800/hour instead, and so do
+    the sharing endpoints (DRF's default burst and sustained throttles).
+    """
 
     per_minute: int = 240
     per_hour: int = 1200
     list_per_minute: int = 12
     list_per_hour: int = 60
     time_scale: float = 1.0
-    #: The persons endpoints have budgets of their own (persons_burst, persons_sustained).
-    persons_per_minute: int = 180
-    persons_per_hour: int = 1200
+    snapshots_per_minute: int = 12
+    snapshots_per_hour: int = 60
+    persons_delete_per_minute: int = 480
+    persons_delete_per_hour: int = 4800
+    sharing_per_minute: int = 480
+    sharing_per_hour: int = 4800
+    #: Named in the snapshot budget's 429 ("... on the free plan ...").
+    plan: str = "free"
 
     def __post_init__(self) -> None:
         if self.time_scale <= 0:
             raise ValueError("time_scale must be > 0")
         limits = (
             self.per_minute, self.per_hour, self.list_per_minute, self.list_per_hour,
-            self.persons_per_minute, self.persons_per_hour,
+            self.snapshots_per_minute, self.snapshots_per_hour,
+            self.persons_delete_per_minute, self.persons_delete_per_hour,
+            self.sharing_per_minute, self.sharing_per_hour,
         )  # fmt: skip
         if min(limits) < 1:
             raise ValueError("every limit must be >= 1")
 
     @classmethod
     def free(cls, time_scale: float = 1.0) -> RateLimitConfig:
-        return cls(list_per_minute=12, list_per_hour=60, time_scale=time_scale)
+        return cls._plan("free", 12, 60, time_scale)
 
     @classmethod
     def paid(cls, time_scale: float = 1.0) -> RateLimitConfig:
-        return cls(list_per_minute=60, list_per_hour=300, time_scale=time_scale)
+        return cls._plan("paid", 60, 300, time_scale)
 
     @classmethod
     def enterprise(cls, time_scale: float = 1.0) -> RateLimitConfig:
-        return cls(list_per_minute=100, list_per_hour=400, time_scale=time_scale)
+        return cls._plan("enterprise", 100, 400, time_scale)
+
+    @classmethod
+    def _plan(cls, plan: str, per_minute: int, per_hour: int, time_scale: float) -> RateLimitConfig:
+        return cls(
+            list_per_minute=per_minute,
+            list_per_hour=per_hour,
+            snapshots_per_minute=per_minute,
+            snapshots_per_hour=per_hour,
+            time_scale=time_scale,
+            plan=plan,
+        )
 
     def windows(self, kind: str) -> list[tuple[str, int, float]]:
         """(bucket name, limit, window length in clock seconds) applying to one request of
-        ``kind``: "list", "persons", or any other recordings action."""
+        ``kind`` (one of :data:`KINDS`; anything else counts as "other")."""
         minute, hour = MINUTE / self.time_scale, HOUR / self.time_scale
-        if kind == "persons":
+        if kind == "persons_delete":
             return [
-                ("persons_minute", self.persons_per_minute, minute),
-                ("persons_hour", self.persons_per_hour, hour),
+                ("persons_delete_minute", self.persons_delete_per_minute, minute),
+                ("persons_delete_hour", self.persons_delete_per_hour, hour),
             ]
+        if kind == "sharing":
+            return [
+                ("sharing_minute", self.sharing_per_minute, minute),
+                ("sharing_hour", self.sharing_per_hour, hour),
+            ]
+        if kind == "persons_read":
+            return [("minute", self.per_minute, minute)]
         found = [("minute", self.per_minute, minute), ("hour", self.per_hour, hour)]
         if kind == "list":
             found += [("list_minute", self.list_per_minute, minute), ("list_hour", self.list_per_hour, hour)]
+        elif kind == "snapshots":
+            found += [
+                ("snapshots_minute", self.snapshots_per_minute, minute),
+                ("snapshots_hour", self.snapshots_per_hour, hour),
+            ]
         return found
 
     def format_wait(self, seconds: float) -> str:
@@ -75,6 +117,26 @@ class RateLimitConfig:
             return str(max(1, math.ceil(seconds - 1e-9)))
         millis = max(1, math.ceil(seconds * 1000 - 1e-6))
         return f"{millis / 1000:.3f}".rstrip("0").rstrip(".")
+
+    def detail(self, blocked: Blocked) -> str | None:
+        """The 429 text naming the limit, where PostHog names it (the snapshot budget);
+        None for DRF's generic "Request was throttled" text."""
+        if not blocked.bucket.startswith("snapshots_"):
+            return None
+        period = "minute" if blocked.bucket.endswith("_minute") else "hour"
+        return (
+            f"Rate limit exceeded. Recording snapshot requests are limited to {blocked.limit} per {period} "
+            f"on the {self.plan} plan. Expected available in {self.format_wait(blocked.wait)} seconds."
+        )
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """Why a request was throttled: the window with the longest wait."""
+
+    wait: float
+    bucket: str
+    limit: int
 
 
 class RateLimiter:
@@ -89,16 +151,23 @@ class RateLimiter:
 
     def acquire(self, key: str, kind: str, now: float) -> float | None:
         """Record the request and return None, or return the seconds until a slot frees."""
+        blocked = self.check(key, kind, now)
+        return None if blocked is None else blocked.wait
+
+    def check(self, key: str, kind: str, now: float) -> Blocked | None:
+        """Record the request and return None, or say which window blocks it: the one
+        freeing last, as DRF reports the longest wait of the throttles that refused."""
         windows = self.config.windows(kind)
         with self._lock:
-            wait: float | None = None
+            blocked: Blocked | None = None
             for bucket, limit, length in windows:
                 log = self._trimmed(key, bucket, length, now)
                 if len(log) >= limit:
                     frees_in = max(self._EPSILON, log[len(log) - limit] + length - now)
-                    wait = frees_in if wait is None else max(wait, frees_in)
-            if wait is not None:
-                return wait
+                    if blocked is None or frees_in > blocked.wait:
+                        blocked = Blocked(frees_in, bucket, limit)
+            if blocked is not None:
+                return blocked
             for bucket, _limit, _length in windows:
                 self._log[(key, bucket)].append(now)
         return None

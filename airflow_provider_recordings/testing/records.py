@@ -150,6 +150,13 @@ def person(distinct_id: str) -> dict[str, Any]:
     }
 
 
+def start_url(row: RowView) -> str:
+    """The page the recording starts on, as answers show it (overrides included)."""
+    if row.extra and isinstance(row.extra.get("start_url"), str):
+        return str(row.extra["start_url"])
+    return _URLS[(row.salt >> 45) & 0x7]
+
+
 def is_ongoing(end_us: int, now_us: int) -> bool:
     return now_us - end_us < ONGOING_US
 
@@ -176,7 +183,7 @@ def summary(row: RowView, now_us: int) -> dict[str, Any]:
         console_log_count=stats.console_log_count,
         console_warn_count=stats.console_warn_count,
         console_error_count=stats.console_error_count,
-        start_url=_URLS[(row.salt >> 45) & 0x7],
+        start_url=_URLS[(row.salt >> 45) & 0x7],  # keep in step with start_url()
         person=person(distinct_id),
         storage="object_storage",
         snapshot_source="web",

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 
 from airflow_provider_recordings.testing.records import ONGOING_US
 from airflow_provider_recordings.testing.store import NewRow
@@ -90,3 +91,13 @@ def generate(
         finished_rows(rng, n - ongoing, now_us, days, taken), ongoing_rows(rng, ongoing, now_us, taken)
     )
     return rows, shared_positions
+
+
+def busiest_distinct_ids(distinct_ids: Iterable[str], count: int) -> list[str]:
+    """The ``count`` distinct ids occurring most (ties by id): the users an erasure demo
+    has most to find for."""
+    if count <= 0:
+        return []
+    tally = Counter(distinct_ids)
+    ranked = sorted(tally.items(), key=lambda item: (-item[1], item[0]))
+    return [distinct_id for distinct_id, _ in ranked[:count]]

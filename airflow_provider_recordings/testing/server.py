@@ -12,7 +12,7 @@ import struct
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -125,16 +125,40 @@ class _Handler(BaseHTTPRequestHandler):
             query=dict(parse_qsl(target.query, keep_blank_values=True)),
             headers={name.lower(): value for name, value in self.headers.items()},
             body=body,
+            raw_query=target.query,
         )
 
     def _send(self, response: Response) -> None:
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
+        if response.stream is None:
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            if response.body:
+                self.wfile.write(response.body)
+            return
+        self._send_stream(response.stream, response.length)
+
+    def _send_stream(self, stream: Iterable[bytes], length: int | None) -> None:
+        """Write a generated body chunk by chunk: with its Content-Length when known,
+        otherwise chunked. A generator that fails midway cannot turn into an error
+        answer any more, so the connection is closed and the client sees a short body."""
+        chunked = length is None
+        self.send_header(*(("Transfer-Encoding", "chunked") if chunked else ("Content-Length", str(length))))
         self.end_headers()
-        if response.body:
-            self.wfile.write(response.body)
+        try:
+            for chunk in stream:
+                if chunk:
+                    self.wfile.write(b"%X\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+        except OSError:
+            raise
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+            self.close_connection = True
+            return
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
 
     def _abort(self) -> None:
         """Close with a TCP reset: the client sees a connection error, not an answer."""

@@ -9,6 +9,7 @@ every delete.
 from __future__ import annotations
 
 import bisect
+import itertools
 import threading
 from array import array
 from collections.abc import Callable, Iterable, Iterator
@@ -17,6 +18,7 @@ from typing import Any
 
 from airflow_provider_recordings.testing.records import RowView
 from airflow_provider_recordings.testing.sharing import SharingState, new_token
+from airflow_provider_recordings.testing.snapshots import SnapshotSpec
 
 DELETED = 1
 VIEWED = 2
@@ -34,6 +36,15 @@ class NewRow:
     distinct_id: str | None = None
     extra: dict[str, Any] | None = None
     flags: int = 0
+    snapshot: SnapshotSpec | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """When a recording was deleted (epoch seconds) and by whom (an email, or None)."""
+
+    at: int
+    by: str | None
 
 
 class RecordingStore:
@@ -48,7 +59,13 @@ class RecordingStore:
         self.flags = bytearray()
         self.distinct: dict[int, str] = {}
         self.extra: dict[int, dict[str, Any]] = {}
+        #: The sharing table: it outlives the recording (PostHog keeps a deleted
+        #: recording's sharing configuration), in the order configurations were created.
         self.sharing: dict[int, SharingState] = {}
+        self.snapshots: dict[int, SnapshotSpec] = {}
+        self.deletions: dict[int, Deletion] = {}
+        #: Share passwords are numbered across the project, like a table's primary key.
+        self.password_ids = itertools.count(1)
         self._by_id: dict[str, int] = {}
         self._order = array("q")
         self._tombstones = 0
@@ -68,6 +85,10 @@ class RecordingStore:
 
     def ever_existed(self, recording_id: str) -> bool:
         return recording_id in self._by_id
+
+    def last_row_of(self, recording_id: str) -> int | None:
+        """The newest row that held ``recording_id``, deleted or not."""
+        return self._by_id.get(recording_id)
 
     def is_live(self, row: int) -> bool:
         return not self.flags[row] & DELETED
@@ -137,6 +158,8 @@ class RecordingStore:
             self.distinct[row] = new.distinct_id
         if new.extra:
             self.extra[row] = dict(new.extra)
+        if new.snapshot is not None:
+            self.snapshots[row] = new.snapshot
         previous = self._by_id.get(new.id)
         if previous is not None:
             self._forget(previous)
@@ -149,6 +172,8 @@ class RecordingStore:
         self.distinct.pop(row, None)
         self.extra.pop(row, None)
         self.sharing.pop(row, None)
+        self.snapshots.pop(row, None)
+        self.deletions.pop(row, None)
 
     def _resort(self) -> None:
         flags = self.flags
@@ -160,11 +185,12 @@ class RecordingStore:
         self._order = array("q", live)
         self._tombstones = 0
 
-    def delete(self, row: int) -> None:
+    def delete(self, row: int, *, at: int = 0, by: str | None = None) -> None:
+        """Delete a row; ``at`` (epoch seconds) and ``by`` are what snapshots answer later."""
         if self.flags[row] & DELETED:
             return
         self.flags[row] |= DELETED
-        self.sharing.pop(row, None)
+        self.deletions[row] = Deletion(at, by)
         self._tombstones += 1
         self._live -= 1
 
@@ -185,3 +211,9 @@ class RecordingStore:
 
     def shared_count(self) -> int:
         return sum(1 for row, state in self.sharing.items() if state.enabled and self.is_live(row))
+
+    def shared_ids(self) -> list[str]:
+        """Ids with an enabled sharing configuration, in the sharing table's order (one
+        order PostHog's unordered query may give); a deleted recording's configuration
+        stays, and so does an old one left enabled by a token refresh."""
+        return [self.ids[row] for row, state in self.sharing.items() if state.listed_as_shared]

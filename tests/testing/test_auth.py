@@ -113,8 +113,32 @@ def test_environments_alias_and_optional_trailing_slash(emu: PostHogEmulator, re
         assert requests.get(emu.url + path, headers=headers, timeout=5).status_code == 200, path
 
 
+def test_environments_answers_carry_deprecation_headers(emu: PostHogEmulator, recording_id: str) -> None:
+    headers = {"Authorization": "Bearer phx_emulator_test_key"}
+    listed = requests.get(
+        f"{emu.url}/api/environments/1/session_recordings/?limit=1&date_from=-7d", headers=headers, timeout=5
+    )
+    assert listed.headers["Deprecation"] == "true"
+    assert listed.headers["Sunset"] == "Fri, 31 Jul 2026 00:00:00 GMT"
+    assert (
+        listed.headers["Link"]
+        == '</api/projects/1/session_recordings/?limit=1&date_from=-7d>; rel="successor-version"'
+    )
+    for path in (
+        f"/api/environments/1/session_recordings/{recording_id}/snapshots",
+        "/api/environments/1/persons/",
+    ):
+        assert requests.get(emu.url + path, headers=headers, timeout=5).headers["Deprecation"] == "true", path
+    refused = requests.get(f"{emu.url}/api/environments/1/session_recordings/", timeout=5)
+    assert (refused.status_code, refused.headers["Deprecation"]) == (401, "true"), "errors too"
+    projects = requests.get(f"{emu.url}/api/projects/1/session_recordings/", headers=headers, timeout=5)
+    assert "Deprecation" not in projects.headers and "Sunset" not in projects.headers
+    unknown = requests.get(f"{emu.url}/api/environments/1/dashboards/", headers=headers, timeout=5)
+    assert unknown.status_code == 404 and "Deprecation" not in unknown.headers, "not rewritten: no headers"
+
+
 def test_unknown_path_is_404(client: Client, recording_id: str) -> None:
-    response = client.get(f"{recording_id}/snapshots/")
+    response = client.get(f"{recording_id}/comments/")
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
 

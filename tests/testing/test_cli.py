@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import subprocess
 import sys
@@ -89,8 +90,10 @@ def test_serves_until_sigterm(served: tuple[subprocess.Popen[str], dict[str, obj
     assert process.returncode == 0, err
     assert not ready.exists()
     assert url in out
-    conn_line = next(line for line in out.splitlines() if line.startswith("AIRFLOW_CONN_POSTHOG_DEFAULT="))
-    conn = json.loads(conn_line.split("=", 1)[1])
+    conn_line = next(
+        line for line in out.splitlines() if line.startswith("export AIRFLOW_CONN_POSTHOG_DEFAULT=")
+    )
+    conn = json.loads(shlex.split(conn_line)[1].split("=", 1)[1])
     assert conn == {"conn_type": "posthog", "host": url, "password": CLI_KEY, "extra": {"project_id": "7"}}
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{url}/_emulator/stats", timeout=2)
@@ -112,3 +115,54 @@ def test_refuses_a_non_loopback_host() -> None:
     )
     assert result.returncode == 2
     assert "non-loopback" in result.stderr
+
+
+def run_cli(*args: str) -> str:
+    """Start the command line with ``args``, read its announcement, stop it."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_recordings.testing", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = []
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line.rstrip("\n"))
+            if line.startswith("export "):
+                break
+        return "\n".join(lines)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=20)
+
+
+def test_the_connection_line_pastes_into_a_shell() -> None:
+    awkward_key = 'phx_it\'s "quoted" $HOME `x`'
+    out = run_cli("--api-key", awkward_key)
+    line = out.splitlines()[-1]
+    assert line.startswith("export AIRFLOW_CONN_POSTHOG_DEFAULT=")
+    echoed = subprocess.run(
+        ["bash", "-c", f'{line}\nprintf %s "$AIRFLOW_CONN_POSTHOG_DEFAULT"'],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    ).stdout
+    assert json.loads(echoed)["password"] == awkward_key
+
+
+def test_a_plain_seed_gives_every_example_dag_something_to_find() -> None:
+    out = run_cli("--seed", "500", "--days", "400")
+    assert "seeded 500 recordings over the last 400 days:" in out
+    assert "5 with a public link" in out, "1% of them"
+    assert "3 user(s) with a session still ongoing" in out
+    assert "5 person(s) to erase" in out
+    assert "older than the 30-day retention" in out
+
+
+def test_seed_extras_can_be_turned_off() -> None:
+    out = run_cli("--seed", "50", "--shared", "0", "--ongoing", "0", "--persons", "0")
+    assert "0 with a public link" in out
+    assert "ongoing" not in out and "person(s)" not in out

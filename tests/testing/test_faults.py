@@ -65,6 +65,21 @@ def test_throttle_fault_with_and_without_retry_after(emu: PostHogEmulator, clien
     assert client.list().status_code == 200
 
 
+def test_query_timeout_fault_has_no_retry_after(emu: PostHogEmulator, client: Client) -> None:
+    emu.inject(Fault.query_timeout(), method="GET", path_contains="/session_recordings/")
+    answer = client.list()
+    assert answer.status_code == 429
+    assert "Retry-After" not in answer.headers
+    assert answer.json() == {
+        "type": "throttled_error",
+        "code": "throttled",
+        "detail": "Query timeout exceeded. Try again later.",
+        "attr": None,
+    }
+    assert client.list().status_code == 200
+    assert emu.stats()["faults"] == 1
+
+
 def test_latency_fault_delays_then_answers(emu: PostHogEmulator, client: Client) -> None:
     emu.inject(Fault.latency(0.3))
     started = time.monotonic()

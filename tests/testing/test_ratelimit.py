@@ -67,9 +67,22 @@ def test_every_action_counts_against_the_overall_limit(
     ids = emu.seed(5, days=1)
     api = make_client(emu)
     statuses = [api.delete(f"{recording_id}/").status_code for recording_id in ids[:3]]
-    statuses.append(api.get(f"{ids[3]}/sharing/").status_code)
+    statuses.append(api.get(f"{ids[3]}/").status_code)
     assert statuses == [204, 204, 204, 429]
     assert len(emu.recording_ids()) == 2
+    # The sharing endpoints have DRF's default throttles (480/min, 4800/h) instead.
+    assert api.get(f"{ids[3]}/sharing/").status_code == 200
+
+
+def test_sharing_has_its_own_budget(
+    make_emu: Callable[..., PostHogEmulator], make_client: Callable[..., Client]
+) -> None:
+    emu = make_emu(rate_limits=RateLimitConfig(sharing_per_minute=2, time_scale=100))
+    ids = emu.seed(2, days=1)
+    api = make_client(emu)
+    assert [api.get(f"{ids[0]}/sharing/").status_code for _ in range(3)] == [200, 200, 429]
+    assert api.patch(f"{ids[1]}/sharing/", {"enabled": True}).status_code == 429
+    assert api.get(f"{ids[0]}/").status_code == 200
 
 
 def test_hour_window_and_whole_seconds_without_scaling(
@@ -118,6 +131,20 @@ def test_presets_and_validation() -> None:
     assert RateLimitConfig.free().list_per_minute == 12
     assert RateLimitConfig.paid().list_per_hour == 300
     assert RateLimitConfig.enterprise(10).time_scale == 10
+    budgets = {
+        plan: (config.plan, config.snapshots_per_minute, config.snapshots_per_hour)
+        for plan, config in (
+            ("free", RateLimitConfig.free()),
+            ("paid", RateLimitConfig.paid()),
+            ("enterprise", RateLimitConfig.enterprise()),
+        )
+    }
+    assert budgets == {
+        "free": ("free", 12, 60),
+        "paid": ("paid", 60, 300),
+        "enterprise": ("enterprise", 100, 400),
+    }
+    assert RateLimitConfig() == RateLimitConfig.free()
     with pytest.raises(ValueError, match="time_scale"):
         RateLimitConfig(time_scale=0)
     with pytest.raises(ValueError, match="limit"):
