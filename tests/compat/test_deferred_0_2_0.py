@@ -211,12 +211,17 @@ def test_erasure_deferred_while_waiting_for_a_session_finishes(
 def test_erasure_deferred_while_verifying_finishes(make_emulator, connect, tmp_path, as_dags_test):
     record = recorded("erasure_verify")
     emulator = erasure_world(make_emulator, connect, record)
+    # 0.2.0 had asked PostHog to delete the person's recordings; that job is still queued.
+    person = emulator.persons.find(record["persons"][0]["uuid"])
+    emulator.persons.queue_recordings_job([person], emulator.clock.monotonic() + 3)
     event = asyncio.run(first_event(trigger_of(record, resume_at=time.time())))
     result = resume(erasure(tmp_path, "req-43"), record, event, as_dags_test=as_dags_test)
     assert emulator.recording_ids() == {"other-1"}
     assert result["status"] == "completed"
     assert result["verified"] is True
     assert result["deleted"] == 2
+    assert result["route"] == "person", "PostHog's job deleted them, as 0.2.0 had asked"
+    assert not [r for r in emulator.requests if r.method == "DELETE"], "no last-resort deletes were needed"
 
 
 def test_sensor_trigger_of_0_2_0_still_answers(make_emulator, connect):

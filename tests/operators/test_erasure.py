@@ -132,9 +132,17 @@ def test_a_person_is_erased_through_the_person_route_after_their_session_ends(
     assert result["found"] == result["deleted"] == len(seeded["theirs"])
     assert result["waited_for_ongoing"] == 1
     assert result["verified"] is True
-    person_calls = [r for r in emulator.requests if r.kind == "person_delete_recordings"]
-    assert len(person_calls) == 1, "one call per person, whatever the number of recordings"
+    person_calls = [r for r in emulator.requests if r.kind == "persons_bulk_delete"]
+    assert len(person_calls) == 1, "one call for the person, whatever the number of recordings"
+    assert person_calls[0].body == {
+        "ids": [PERSON_UUID],
+        "delete_recordings": True,
+        "keep_person": True,
+        "delete_events": False,
+    }, "PostHog's current route, keeping the person"
+    assert not [r for r in emulator.requests if r.kind == "person_delete_recordings"]
     assert not [r for r in emulator.requests if r.method == "DELETE" or r.kind == "bulk_delete"]
+    assert emulator.list_persons(), "the person is kept: only the recordings were asked for"
 
     written = receipt(tmp_path)
     assert written["request_id"] == "DSR-2026-0042"
@@ -144,7 +152,7 @@ def test_a_person_is_erased_through_the_person_route_after_their_session_ends(
     assert written["recordings"]["waited_for_ongoing"] and written["verification"]["verified"] is True
     assert written["verification"]["checks"] >= 2
     assert written["api_calls"]["total"] == result["api_calls"] > 0
-    assert written["persons"][0]["route"] == "person"
+    assert written["persons"][0]["route"] == "bulk_delete"
     # Identifiers are hashed with the receipt's salt: checkable by whoever knows them.
     salt = bytes.fromhex(written["identifiers"]["salt"])
     expected = hmac.new(salt, USER.encode(), hashlib.sha256).hexdigest()
@@ -163,7 +171,7 @@ def test_without_the_person_route_recordings_go_one_by_one(make_emulator, connec
         emulator = make_emulator(api_key="phx_admin_key_not_real")
         emulator.add_key(API_KEY, scopes=["session_recording:write", "person:read"])
     else:
-        emulator = make_emulator(persons_route=refusal)
+        emulator = make_emulator(persons_route=refusal, persons_bulk_delete=refusal)
     connect(emulator.url)
     seeded = seed_person(emulator)
 
@@ -176,6 +184,27 @@ def test_without_the_person_route_recordings_go_one_by_one(make_emulator, connec
     written = receipt(tmp_path)
     assert written["route"] == "recordings"
     assert any(note in n for n in written["notes"])
+
+
+def test_a_server_without_persons_bulk_delete_uses_the_person_route(make_emulator, connect, tmp_path):
+    emulator = make_emulator(
+        persons_bulk_delete="absent",
+        person_job_delay=5.0,
+        clock=EmulatorClock(datetime.now(UTC), frozen=True),
+    )
+    connect(emulator.url)
+    seeded = seed_person(emulator)
+    job_runs_after_a_few_checks(emulator)
+
+    result, _ = run(lambda: erasure(tmp_path))
+
+    assert emulator.recording_ids() == seeded["others"]
+    assert result["route"] == "person"
+    assert [r.status for r in emulator.requests if r.path.endswith("/persons/bulk_delete/")] == [404]
+    assert len([r for r in emulator.requests if r.kind == "person_delete_recordings"]) == 1
+    written = receipt(tmp_path)
+    assert written["persons"][0]["route"] == "delete_recordings"
+    assert any("bulk_delete is not available" in note for note in written["notes"])
 
 
 def test_distinct_ids_of_no_person_are_erased_one_by_one(emulator, posthog_conn, tmp_path):
