@@ -25,7 +25,7 @@ import enum
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.providers.common.compat.sdk import AirflowFailException
@@ -133,6 +133,20 @@ class Run:
             self.report.write(id=item_id, action=action, result="unknown")
         except PostHogOutputError:
             self.unreported.append(item_id)
+
+    def stopped_by(self, exc: BaseException) -> None:
+        """The run ends on ``exc``: nothing more goes out, and the report's last line says so."""
+        self.hook.stop()
+        try:
+            self.report.write(
+                id=None,
+                action="stop",
+                result="stopped",
+                reason=f"{type(exc).__name__}: {str(exc)[:300]}",
+                at=datetime.now(UTC).isoformat(),
+            )
+        except PostHogOutputError:
+            pass
 
     def each(
         self,
@@ -342,6 +356,10 @@ def _go(run: Run) -> Any:
     except PostHogOutputError as exc:
         fail_unreported(run, exc)
     except TaskDeferred:
+        raise
+    except BaseException as exc:
+        # Killed, timed out, interrupted or failed: the report says when and why it stopped.
+        run.stopped_by(exc)
         raise
     finally:
         # Whatever ended the pass, nothing more goes out from this hook.
