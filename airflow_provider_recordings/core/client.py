@@ -55,6 +55,7 @@ class ClientCore:
         self.stop_at: float | None = None
         #: Set when the run is stopped (killed, timed out): no request starts after it.
         self.stopped = threading.Event()
+        self._deprecation_said = False
 
     def wait_before(self, request: ApiRequest) -> tuple[float, Any]:
         """Seconds to wait before ``request`` may be sent, or ``(0, call)``: it is counted
@@ -106,10 +107,18 @@ class ClientCore:
     def transport_error(self, request: ApiRequest, exc: BaseException) -> PostHogTransportError:
         return PostHogTransportError(f"{request.describe(self.config)}: no answer ({type(exc).__name__})")
 
-    def answer(self, request: ApiRequest, status: int, headers: Any, body: bytes) -> Any:
+    def answer(self, request: ApiRequest, status: int, headers: Any, body: bytes, log: Any = None) -> Any:
         """The decoded body of an answer, or the typed error it means."""
         if status == 429:
             self.stats.count("throttled")
+        if headers.get("Deprecation") and not self._deprecation_said and log is not None:
+            self._deprecation_said = True
+            log.warning(
+                "PostHog marks %s as deprecated (Sunset: %s); the same endpoint lives under %s",
+                request.describe(self.config),
+                headers.get("Sunset") or "not given",
+                self.config.resource_path(request.resource),
+            )
         return interpret(request, self.config, status, headers, body)
 
     def answered(self, call: Any) -> None:

@@ -18,7 +18,7 @@ from airflow_provider_recordings.core.limits import BULK_DELETE_MAX
 
 DEFAULT_HOST = "https://us.posthog.com"
 
-#: PostHog's list-endpoint budgets per plan: (per minute, per hour).
+#: PostHog's plan budgets of the list and snapshot actions: (per minute, per hour).
 LIST_PLANS: dict[str, tuple[int, int]] = {
     "free": (12, 60),
     "paid": (60, 300),
@@ -29,14 +29,42 @@ _PROJECT_ID = re.compile(r"^[0-9]+$")
 _HOST_CHARS = re.compile(r"^[A-Za-z0-9.\-\[\]:]+$")
 
 
+#: Rate-limit kinds of requests: which of PostHog's throttles a call counts against.
+LIST = "list"
+RECORDING = "recording"
+SNAPSHOTS = "snapshots"
+PLAYLIST = "playlist"
+SHARING = "sharing"
+PERSONS = "persons"
+PERSONS_DELETE = "persons_delete"
+
+#: The buckets (PostHog's throttle classes, one window each) each kind counts in.
+KIND_BUCKETS: dict[str, tuple[str, ...]] = {
+    LIST: ("clickhouse_burst", "clickhouse_sustained", "listing_burst", "listing_sustained"),
+    RECORDING: ("clickhouse_burst", "clickhouse_sustained"),
+    SNAPSHOTS: ("clickhouse_burst", "clickhouse_sustained", "snapshots_burst", "snapshots_sustained"),
+    PLAYLIST: ("clickhouse_burst", "clickhouse_sustained"),
+    SHARING: ("burst", "sustained"),
+    # Persons reads share only the ClickHouse burst window; deletes have their own pair.
+    PERSONS: ("clickhouse_burst",),
+    PERSONS_DELETE: ("persons_delete_burst", "persons_delete_sustained"),
+}
+
+
 @dataclass(frozen=True)
 class RateLimits:
-    """Client-side budgets, mirroring PostHog's per-key limits.
+    """Client-side budgets, mirroring PostHog's per-key throttles for personal API keys.
 
-    Every recordings call counts in the ``all`` bucket (240 a minute, 1,200 an hour);
-    list calls also in the ``list`` bucket (the plan's list budget). The persons
-    endpoints an erasure uses have budgets of their own (PostHog's persons_burst and
-    persons_sustained), in the ``persons`` bucket.
+    Every bucket is one of PostHog's throttles, one window each
+    (``posthog/rate_limit.py`` and the viewsets' ``get_throttles``):
+
+    * ``clickhouse_burst``/``_sustained`` (240 a minute, 1,200 an hour): every
+      recordings call, the playlists, snapshots; persons reads count in the minute only;
+    * ``listing_*`` and ``snapshots_*``: the plan's budgets of the list and snapshot
+      actions (free 12/min and 60/h, paid 60 and 300, enterprise 100 and 400);
+    * ``burst``/``sustained`` (480 a minute, 4,800 an hour): DRF's defaults, which the
+      sharing endpoints use;
+    * ``persons_delete_*`` (480 a minute, 4,800 an hour): persons deletions.
 
     ``time_scale`` shrinks every window (a "minute" lasts ``60 / time_scale`` seconds);
     it exists so tests and demos can run an hour of budget in seconds against the
@@ -48,27 +76,41 @@ class RateLimits:
     list_per_minute: int = 12
     list_per_hour: int = 60
     time_scale: float = 1.0
-    persons_per_minute: int = 180
-    persons_per_hour: int = 1200
+    snapshots_per_minute: int = 12
+    snapshots_per_hour: int = 60
+    sharing_per_minute: int = 480
+    sharing_per_hour: int = 4800
+    persons_delete_per_minute: int = 480
+    persons_delete_per_hour: int = 4800
+
+    def bucket_limits(self) -> dict[str, tuple[int, float]]:
+        """Every bucket's (limit, window seconds)."""
+        minute, hour = 60.0 / self.time_scale, 3600.0 / self.time_scale
+        return {
+            "clickhouse_burst": (self.per_minute, minute),
+            "clickhouse_sustained": (self.per_hour, hour),
+            "listing_burst": (self.list_per_minute, minute),
+            "listing_sustained": (self.list_per_hour, hour),
+            "snapshots_burst": (self.snapshots_per_minute, minute),
+            "snapshots_sustained": (self.snapshots_per_hour, hour),
+            "burst": (self.sharing_per_minute, minute),
+            "sustained": (self.sharing_per_hour, hour),
+            "persons_delete_burst": (self.persons_delete_per_minute, minute),
+            "persons_delete_sustained": (self.persons_delete_per_hour, hour),
+        }
+
+    def buckets_by_name(self) -> list[tuple[str, list[tuple[int, float]]]]:
+        """Every bucket with its (limit, window seconds) pairs."""
+        return [(name, [window]) for name, window in self.bucket_limits().items()]
 
     def windows(self, kind: str) -> list[tuple[int, float]]:
         """The (limit, window seconds) pairs a call of ``kind`` must fit."""
         return [window for _, windows in self.buckets(kind) for window in windows]
 
     def buckets(self, kind: str) -> list[tuple[str, list[tuple[int, float]]]]:
-        """The buckets a call of ``kind`` ("list", "persons" or another recordings call)
-        counts in, each with its (limit, window seconds) pairs."""
-        minute, hour = 60.0 / self.time_scale, 3600.0 / self.time_scale
-        if kind == PERSONS:
-            return [(PERSONS, [(self.persons_per_minute, minute), (self.persons_per_hour, hour)])]
-        found = [("all", [(self.per_minute, minute), (self.per_hour, hour)])]
-        if kind == "list":
-            found.append(("list", [(self.list_per_minute, minute), (self.list_per_hour, hour)]))
-        return found
-
-
-#: The rate-limit kind (and bucket) of the persons endpoints.
-PERSONS = "persons"
+        """The buckets a call of ``kind`` counts in, each with its (limit, window seconds)."""
+        limits = self.bucket_limits()
+        return [(name, [limits[name]]) for name in KIND_BUCKETS.get(kind, KIND_BUCKETS[RECORDING])]
 
 
 @dataclass(frozen=True)
@@ -277,17 +319,43 @@ def _storage_url(extras: Mapping[str, Any]) -> str | None:
 
 
 def _rate_limits(extras: Mapping[str, Any]) -> RateLimits:
-    plan = str(_get_extra(extras, "list_rate_plan") or "free").lower()
-    if plan not in LIST_PLANS:
-        raise ValueError(f"extra.list_rate_plan must be one of {sorted(LIST_PLANS)}, got {plan!r}")
-    list_minute, list_hour = LIST_PLANS[plan]
+    plan = _plan(extras)
+    plan_minute, plan_hour = LIST_PLANS[plan]
+    numbers = {
+        "per_minute": ("rate_limit_per_minute", 240),
+        "per_hour": ("rate_limit_per_hour", 1200),
+        "list_per_minute": ("list_rate_limit_per_minute", plan_minute),
+        "list_per_hour": ("list_rate_limit_per_hour", plan_hour),
+        "snapshots_per_minute": ("snapshot_rate_limit_per_minute", plan_minute),
+        "snapshots_per_hour": ("snapshot_rate_limit_per_hour", plan_hour),
+        "sharing_per_minute": ("sharing_rate_limit_per_minute", 480),
+        "sharing_per_hour": ("sharing_rate_limit_per_hour", 4800),
+        "persons_delete_per_minute": ("persons_delete_rate_limit_per_minute", 480),
+        "persons_delete_per_hour": ("persons_delete_rate_limit_per_hour", 4800),
+    }
     return RateLimits(
-        per_minute=_positive_number(extras, "rate_limit_per_minute", 240, integer=True),
-        per_hour=_positive_number(extras, "rate_limit_per_hour", 1200, integer=True),
-        list_per_minute=_positive_number(extras, "list_rate_limit_per_minute", list_minute, integer=True),
-        list_per_hour=_positive_number(extras, "list_rate_limit_per_hour", list_hour, integer=True),
+        **{
+            field_name: _positive_number(extras, extra, default, integer=True)
+            for field_name, (extra, default) in numbers.items()
+        },
         time_scale=_positive_number(extras, "rate_limit_time_scale", 1.0, integer=False),
     )
+
+
+def _plan(extras: Mapping[str, Any]) -> str:
+    """The plan whose list and snapshot budgets apply (``rate_plan``; ``list_rate_plan``,
+    its older name, still works)."""
+    plans = {name: _get_extra(extras, name) for name in ("rate_plan", "list_rate_plan")}
+    given = {name: str(value).strip().lower() for name, value in plans.items() if value is not None}
+    for name, value in given.items():
+        if value not in LIST_PLANS:
+            raise ValueError(f"extra.{name} must be one of {sorted(LIST_PLANS)}, got {value!r}")
+    if len(set(given.values())) > 1:
+        raise ValueError(
+            f"extra.rate_plan is {given['rate_plan']!r} but extra.list_rate_plan is {given['list_rate_plan']!r}; "
+            "give one plan (rate_plan)"
+        )
+    return next(iter(given.values()), "free")
 
 
 def config_from_connection(conn_id: str, conn: Any) -> ClientConfig:

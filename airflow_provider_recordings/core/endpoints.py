@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from airflow_provider_recordings.core.config import PERSONS
+from airflow_provider_recordings.core.config import PERSONS, PERSONS_DELETE, SHARING
 from airflow_provider_recordings.core.errors import (
     PostHogApiError,
     PostHogConfigError,
@@ -112,13 +112,15 @@ def bulk_delete(recording_ids: list[str]) -> ApiRequest:
 
 
 def get_sharing(recording_id: str) -> ApiRequest:
-    return ApiRequest("GET", recording_path(recording_id, "sharing/"))
+    return ApiRequest("GET", recording_path(recording_id, "sharing/"), kind=SHARING)
 
 
 def set_sharing(recording_id: str, enabled: bool) -> ApiRequest:
     if not isinstance(enabled, bool):
         raise PostHogConfigError(f"enabled must be true or false, got {enabled!r}")
-    return ApiRequest("PATCH", recording_path(recording_id, "sharing/"), json_body={"enabled": enabled})
+    return ApiRequest(
+        "PATCH", recording_path(recording_id, "sharing/"), json_body={"enabled": enabled}, kind=SHARING
+    )
 
 
 # -- Persons (erasure requests) ---------------------------------------------------------
@@ -137,7 +139,7 @@ def retrieve_person(person: str) -> ApiRequest:
 def delete_person_recordings(person: str) -> ApiRequest:
     """Queue PostHog's job deleting every recording of the person's distinct ids (202)."""
     return ApiRequest(
-        "POST", path=person_path(person, "delete_recordings/"), kind=PERSONS, resource="persons"
+        "POST", path=person_path(person, "delete_recordings/"), kind=PERSONS_DELETE, resource="persons"
     )
 
 
@@ -149,7 +151,7 @@ def bulk_delete_person_recordings(person_uuids: list[str]) -> ApiRequest:
             f"persons/bulk_delete takes 1 to {PERSONS_BULK_DELETE_MAX} persons, got {len(person_uuids)}"
         )
     body = {"ids": list(person_uuids), "delete_recordings": True, "keep_person": True, "delete_events": False}
-    return ApiRequest("POST", path="bulk_delete/", json_body=body, kind=PERSONS, resource="persons")
+    return ApiRequest("POST", path="bulk_delete/", json_body=body, kind=PERSONS_DELETE, resource="persons")
 
 
 def person_path(person: str, suffix: str = "") -> str:

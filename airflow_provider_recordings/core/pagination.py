@@ -20,13 +20,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_recordings.core.config import ClientConfig, origin_of
+from airflow_provider_recordings.core.config import LIST, ClientConfig, origin_of
 from airflow_provider_recordings.core.errors import (
     PostHogCrossOriginError,
     PostHogMalformedResponseError,
     PostHogPaginationError,
 )
-from airflow_provider_recordings.core.protocol import LIST, ApiRequest, encode_params
+from airflow_provider_recordings.core.protocol import ApiRequest, encode_params
 
 DEFAULT_PAGE_SIZE = 1000
 

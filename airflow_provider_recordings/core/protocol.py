@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from airflow_provider_recordings import __version__
-from airflow_provider_recordings.core.config import ClientConfig
+from airflow_provider_recordings.core.config import RECORDING, ClientConfig
 from airflow_provider_recordings.core.errors import (
     PostHogApiError,
     PostHogAuthError,
@@ -32,10 +32,6 @@ from airflow_provider_recordings.core.errors import (
 )
 
 USER_AGENT = f"airflow-provider-recordings/{__version__}"
-
-#: Rate-limit bucket of each request: PostHog gives the list action its own, smaller budget.
-LIST = "list"
-RECORDING = "recording"
 
 
 @dataclass(frozen=True)

@@ -177,7 +177,10 @@ class RateLimiter:
         with self._lock:
             now = self._clock()
             for key, groups in snapshot["windows"].items():
+                key = RENAMED_WINDOWS.get(key, key)
                 name, index = key.rsplit(":", 1)
+                if name not in self.limits.bucket_limits():
+                    continue
                 calls = self._windows.setdefault((name, int(index)), deque())
                 restored = [
                     Call(now - elapsed - float(age))
@@ -193,31 +196,48 @@ class RateLimiter:
 
     def _applicable(self, kind: str) -> list[tuple[int, float, deque[Call]]]:
         found = []
-        index = 0
         for bucket, windows in self.limits.buckets(kind):
-            for limit, span in windows:
+            for index, (limit, span) in enumerate(windows):
                 calls = self._windows.setdefault((bucket, index), deque())
                 found.append((limit, span * (1 + WINDOW_MARGIN), calls))
-                index += 1
         return found
 
     def _span(self, name: str, index: int) -> float:
         """The length of window ``index`` of the ``name`` bucket, margin included."""
-        _, span = self.limits.windows(name)[index]
-        return span * (1 + WINDOW_MARGIN)
+        windows = dict(self.limits.buckets_by_name())[name]
+        return windows[index][1] * (1 + WINDOW_MARGIN)
 
 
 #: How messages name each bucket of :meth:`RateLimits.buckets`.
-BUCKET_NAMES = {"all": "every call", "list": "list calls", "persons": "persons calls"}
+BUCKET_NAMES = {
+    "clickhouse_burst": "recordings calls",
+    "clickhouse_sustained": "recordings calls",
+    "listing_burst": "list calls",
+    "listing_sustained": "list calls",
+    "snapshots_burst": "snapshot calls",
+    "snapshots_sustained": "snapshot calls",
+    "burst": "sharing calls",
+    "sustained": "sharing calls",
+    "persons_delete_burst": "persons deletions",
+    "persons_delete_sustained": "persons deletions",
+}
+
+#: Buckets of 0.2.0's rate-window snapshots (``"all:0"``...), by today's names.
+RENAMED_WINDOWS = {
+    "all:0": "clickhouse_burst:0",
+    "all:1": "clickhouse_sustained:0",
+    "list:0": "listing_burst:0",
+    "list:1": "listing_sustained:0",
+}
 
 
 def describe_budget(kind: str, limits: RateLimits) -> str:
     """The budgets a call of ``kind`` counts against, in words."""
-    parts = []
+    named: dict[str, list[str]] = {}
     for bucket, windows in limits.buckets(kind):
-        spans = " and ".join(f"{limit}/{_per(span * limits.time_scale)}" for limit, span in windows)
-        parts.append(f"{spans} for {BUCKET_NAMES.get(bucket, bucket)}")
-    return ", ".join(parts)
+        spans = [f"{limit}/{_per(span * limits.time_scale)}" for limit, span in windows]
+        named.setdefault(BUCKET_NAMES.get(bucket, bucket), []).extend(spans)
+    return ", ".join(f"{' and '.join(spans)} for {name}" for name, spans in named.items())
 
 
 def _per(seconds: float) -> str:

@@ -23,7 +23,7 @@ from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_recordings.core import endpoints
 from airflow_provider_recordings.core.client import ClientCore
-from airflow_provider_recordings.core.config import ClientConfig
+from airflow_provider_recordings.core.config import LIST, ClientConfig
 from airflow_provider_recordings.core.endpoints import DeleteSummary
 from airflow_provider_recordings.core.errors import (
     PostHogApiError,
@@ -37,7 +37,7 @@ from airflow_provider_recordings.core.errors import (
 from airflow_provider_recordings.core.limits import OLD_BULK_DELETE_MAX, chunks
 from airflow_provider_recordings.core.pagination import DEFAULT_PAGE_SIZE, RecordingPager
 from airflow_provider_recordings.core.parallel import run_each
-from airflow_provider_recordings.core.protocol import LIST, ApiRequest, request_headers
+from airflow_provider_recordings.core.protocol import ApiRequest, request_headers
 from airflow_provider_recordings.core.ratelimit import RateLimiter, SyncRateWindows
 from airflow_provider_recordings.core.retry import RetryPolicy
 from airflow_provider_recordings.core.stats import CallStats
@@ -279,7 +279,7 @@ class PostHogHook(BaseHook):
         finally:
             core.answered(call)
         try:
-            return core.answer(request, response.status_code, response.headers, body)
+            return core.answer(request, response.status_code, response.headers, body, self.log)
         except PostHogRateLimitError as exc:
             # Everyone sharing the windows waits as long as PostHog asked, at once, even
             # when the wait is too long for this task to sleep and it stops or defers.

@@ -143,7 +143,9 @@ class AsyncPostHogClient:
         finally:
             await self.core.aanswered(call)
         try:
-            return self.core.answer(request, response.status_code, response.headers, response.content)
+            return self.core.answer(
+                request, response.status_code, response.headers, response.content, self._log
+            )
         except PostHogRateLimitError as exc:
             if exc.retry_after:  # as in the sync hook: everyone waits, at once
                 await self.core.limiter.apause(exc.retry_after)

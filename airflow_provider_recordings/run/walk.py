@@ -28,14 +28,14 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from airflow_provider_recordings.core.config import origin_of
+from airflow_provider_recordings.core.config import LIST, origin_of
 from airflow_provider_recordings.core.errors import (
     PostHogConfigError,
     PostHogCrossOriginError,
     PostHogMalformedResponseError,
     PostHogPaginationError,
 )
-from airflow_provider_recordings.core.protocol import LIST, ApiRequest, encode_params
+from airflow_provider_recordings.core.protocol import ApiRequest, encode_params
 from airflow_provider_recordings.core.recordings import parse_time
 from airflow_provider_recordings.run.state import WalkPosition
 

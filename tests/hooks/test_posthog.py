@@ -16,6 +16,7 @@ from airflow_provider_recordings.core.errors import (
     PostHogPermissionError,
     PostHogRateLimitError,
 )
+from airflow_provider_recordings.core.protocol import ApiRequest
 from airflow_provider_recordings.hooks.posthog import PostHogHook
 from airflow_provider_recordings.testing import Fault, RateLimitConfig
 from tests.conftest import API_KEY
@@ -446,3 +447,17 @@ def test_a_failing_first_bulk_chunk_fails_that_chunk_only(emulator, hook):
     assert len(emulator.recording_ids()) == 100
     assert hook.delete_recordings(sorted(summary.failed)).deleted == 100
     assert emulator.recording_ids() == set()
+
+
+def test_a_deprecated_route_is_named_once_in_the_log(emulator, posthog_conn, logs):
+    # PostHog answers /api/environments/... with Deprecation and Sunset headers (a next
+    # link can lead there); the log says once where the same endpoint lives now.
+    emulator.add_recording(start_time=datetime.now(UTC) - timedelta(days=1))
+    hook = PostHogHook(posthog_conn)
+    url = f"{emulator.url}/api/environments/1/session_recordings/?limit=1&date_from=-7d"
+    for _ in range(3):
+        hook.send(ApiRequest("GET", url=url, kind="list"))
+    text = logs.text
+    assert text.count("as deprecated") == 1
+    assert "Sunset: Fri, 31 Jul 2026 00:00:00 GMT" in text
+    assert "/api/projects/1/session_recordings/" in text

@@ -31,7 +31,13 @@ PER_HOUR = 50
 
 def start_budget_emulator(make_emulator, connect, per_hour):
     limits = RateLimitConfig(
-        per_minute=1000, per_hour=per_hour, list_per_minute=1000, list_per_hour=100, time_scale=SCALE
+        per_minute=1000,
+        per_hour=per_hour,
+        list_per_minute=1000,
+        list_per_hour=100,
+        sharing_per_minute=1000,
+        sharing_per_hour=per_hour,
+        time_scale=SCALE,
     )
     emulator = make_emulator(rate_limits=limits, bulk_delete="forbidden")
     connect(
@@ -40,6 +46,8 @@ def start_budget_emulator(make_emulator, connect, per_hour):
         rate_limit_per_hour=per_hour,
         list_rate_limit_per_minute=1000,
         list_rate_limit_per_hour=100,
+        sharing_rate_limit_per_minute=1000,
+        sharing_rate_limit_per_hour=per_hour,
         rate_limit_time_scale=SCALE,
         max_retry_wait=0.05,
     )
