@@ -130,6 +130,8 @@ class ClientConfig:
     #: Where the rate windows live: None keeps them in the process; a Redis URL shares
     #: them with every process using the same host and key.
     rate_limit_storage: str | None = field(default=None, repr=False)
+    #: A Redis connection holding the store's address and credentials (instead of a URL).
+    rate_limit_redis_conn_id: str | None = None
 
     @property
     def project_path(self) -> str:
@@ -287,6 +289,7 @@ def build_client_config(
             ),
             conn_id=conn_id,
             rate_limit_storage=_storage_url(extras),
+            rate_limit_redis_conn_id=_store_conn_id(extras),
         )
     except ValueError as exc:
         message = str(exc)
@@ -300,22 +303,51 @@ STORAGE_SCHEMES = ("redis", "rediss", "unix")
 
 
 def _storage_url(extras: Mapping[str, Any]) -> str | None:
-    """The shared rate store's URL, checked for shape here (reaching it is the hook's job)."""
+    """The shared rate store's URL, checked for shape here (reaching it is the hook's job).
+
+    A password in it is refused: an extra is shown in clear on Airflow's connections page
+    and by its REST API. A store that needs one is named by a Redis connection instead
+    (``rate_limit_redis_conn_id``), whose password Airflow masks everywhere.
+    """
     value = _get_extra(extras, "rate_limit_storage")
     if value is None:
         return None
     url = str(value).strip()
+    example = "redis://host:6379/0 (rediss:// for TLS, unix:///path/to/redis.sock)"
+    if "://" not in url:
+        raise ValueError(
+            f"extra.rate_limit_storage has no scheme ({url[:60]!r}); write it as a URL such as {example}"
+        )
     parts = urlsplit(url)
     if parts.scheme not in STORAGE_SCHEMES or not (parts.hostname or parts.path):
         raise ValueError(
             "extra.rate_limit_storage must be empty (each process keeps its own rate windows) or a Redis "
-            f"URL such as redis://host:6379/0 (rediss:// for TLS), got a {parts.scheme or 'schemeless'} value"
+            f"URL such as {example}; got a {parts.scheme!r} URL"
         )
     try:
         parts.port  # noqa: B018 - raises on a port that is not a number
     except ValueError:
         raise ValueError("extra.rate_limit_storage has an invalid port") from None
+    if parts.password:
+        raise ValueError(
+            "extra.rate_limit_storage holds a password, which Airflow would show in clear on the connections "
+            "page and in its REST API; create a connection of type redis for the store (its password is "
+            "masked) and set extra.rate_limit_redis_conn_id to its id instead"
+        )
     return url
+
+
+def _store_conn_id(extras: Mapping[str, Any]) -> str | None:
+    value = _get_extra(extras, "rate_limit_redis_conn_id")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or any(ch.isspace() for ch in value.strip()):
+        raise ValueError(f"extra.rate_limit_redis_conn_id must be a connection id, got {value!r}")
+    if _get_extra(extras, "rate_limit_storage") is not None:
+        raise ValueError(
+            "extra.rate_limit_redis_conn_id and extra.rate_limit_storage both name a rate store; give one"
+        )
+    return value.strip()
 
 
 def _rate_limits(extras: Mapping[str, Any]) -> RateLimits:

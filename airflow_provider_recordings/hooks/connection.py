@@ -11,21 +11,75 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from airflow_provider_recordings.core.config import ClientConfig, config_from_connection
+from airflow_provider_recordings.core.errors import PostHogConfigError
 from airflow_provider_recordings.core.ratelimit import AsyncRateWindows, RateLimiter, SyncRateWindows
 from airflow_provider_recordings.masking import mask
 
 
-def read_config(conn_id: str, conn: Any) -> ClientConfig:
-    """The validated configuration of a connection; every secret in it is masked first."""
+def store_conn_id(conn_id: str, conn: Any) -> str | None:
+    """The Redis connection a PostHog connection names for its shared rate store, if any
+    (the caller reads it the way its process reads connections, then calls :func:`read_config`)."""
+    return config_from_connection(conn_id, conn).rate_limit_redis_conn_id
+
+
+def read_config(conn_id: str, conn: Any, store_conn: Any = None) -> ClientConfig:
+    """The validated configuration of a connection; every secret in it is masked first.
+
+    ``store_conn`` is the Redis connection named by ``rate_limit_redis_conn_id``.
+    """
     config = config_from_connection(conn_id, conn)
     mask(config.api_key)
+    if config.rate_limit_redis_conn_id:
+        if store_conn is None:
+            raise PostHogConfigError(
+                f"PostHog connection {conn_id!r}: extra.rate_limit_redis_conn_id: the Redis connection "
+                f"{config.rate_limit_redis_conn_id!r} was not read",
+                field="extra.rate_limit_redis_conn_id",
+                problem="the Redis connection was not read",
+            )
+        mask(store_conn.password)
+        config = replace(config, rate_limit_storage=redis_url(config, store_conn))
     if config.rate_limit_storage:
         mask(urlsplit(config.rate_limit_storage).password)
     return config
+
+
+def redis_url(config: ClientConfig, store_conn: Any) -> str:
+    """The store's URL from a connection of the Redis provider's ``redis`` type: host,
+    port, login (the user), password, and the extras ``db``, ``ssl``, ``ssl_cert_reqs``,
+    ``ssl_ca_certs`` (``"none"``, ``"false"`` and an empty password mean none, as there)."""
+    field_name = "extra.rate_limit_redis_conn_id"
+
+    def fail(problem: str) -> PostHogConfigError:
+        return PostHogConfigError(
+            f"PostHog connection {config.conn_id!r}: {field_name}: {problem}",
+            field=field_name,
+            problem=problem,
+        )
+
+    host = (store_conn.host or "").strip()
+    if not host:
+        raise fail(f"the Redis connection {config.rate_limit_redis_conn_id!r} has no host")
+    extra = store_conn.extra_dejson if hasattr(store_conn, "extra_dejson") else {}
+    try:
+        port = int(store_conn.port or 6379)
+        db = int(extra.get("db") or 0)
+    except (TypeError, ValueError):
+        raise fail("its port and extra.db must be numbers") from None
+    ssl = str(extra.get("ssl", "")).strip().lower() in ("true", "1", "yes")
+    password = (
+        store_conn.password if (store_conn.password or "").lower() not in ("", "none", "false") else None
+    )
+    user = quote(store_conn.login or "", safe="")
+    auth = f"{user}:{quote(password, safe='')}@" if password else (f"{user}@" if user else "")
+    query = {name: str(extra[name]) for name in ("ssl_cert_reqs", "ssl_ca_certs") if extra.get(name)}
+    tail = f"?{urlencode(query)}" if query else ""
+    return f"{'rediss' if ssl else 'redis'}://{auth}{host}:{port}/{db}{tail}"
 
 
 def choose_limiter(

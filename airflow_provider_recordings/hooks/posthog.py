@@ -41,7 +41,12 @@ from airflow_provider_recordings.core.protocol import ApiRequest, request_header
 from airflow_provider_recordings.core.ratelimit import RateLimiter, SyncRateWindows
 from airflow_provider_recordings.core.retry import RetryPolicy
 from airflow_provider_recordings.core.stats import CallStats
-from airflow_provider_recordings.hooks.connection import choose_limiter, read_config, sharing_object
+from airflow_provider_recordings.hooks.connection import (
+    choose_limiter,
+    read_config,
+    sharing_object,
+    store_conn_id,
+)
 
 if TYPE_CHECKING:
     import requests
@@ -205,7 +210,9 @@ class PostHogHook(BaseHook):
         import requests
         from requests.adapters import HTTPAdapter
 
-        config = read_config(self.posthog_conn_id, self.get_connection(self.posthog_conn_id))
+        conn = self.get_connection(self.posthog_conn_id)
+        store = store_conn_id(self.posthog_conn_id, conn)
+        config = read_config(self.posthog_conn_id, conn, self._store_connection(store) if store else None)
         session = requests.Session()
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=32, max_retries=0)
         session.mount("http://", adapter)
@@ -219,6 +226,18 @@ class PostHogHook(BaseHook):
         core.stopped = self.stop_event
         core.max_api_calls = self._max_api_calls
         return _Client(core=core, session=session)
+
+    def _store_connection(self, store_conn_id: str) -> Any:
+        """The Redis connection holding the shared rate store's credentials."""
+        try:
+            return self.get_connection(store_conn_id)
+        except Exception as exc:
+            problem = f"the Redis connection {store_conn_id!r} cannot be read ({type(exc).__name__})"
+            raise PostHogConfigError(
+                f"PostHog connection {self.posthog_conn_id!r}: extra.rate_limit_redis_conn_id: {problem}",
+                field="extra.rate_limit_redis_conn_id",
+                problem=problem,
+            ) from None
 
     def max_retry_wait(self, config: ClientConfig | None = None) -> float:
         """Longest single wait this hook sleeps (argument, else the connection's extra)."""

@@ -21,10 +21,12 @@ from airflow_provider_recordings.core.errors import PostHogRateLimitError
 from airflow_provider_recordings.core.pagination import DEFAULT_PAGE_SIZE, RecordingPager
 from airflow_provider_recordings.core.protocol import ApiRequest, request_headers
 from airflow_provider_recordings.core.retry import RetryPolicy
-from airflow_provider_recordings.hooks.connection import choose_limiter, read_config
+from airflow_provider_recordings.hooks.connection import choose_limiter, read_config, store_conn_id
 
 #: Modules the first request would import on the event loop (httpx's async transport,
 #: tenacity's async retry loop).
+__all__ = ["AsyncPostHogClient", "prepare_off_loop", "store_conn_id"]
+
 _FIRST_REQUEST_IMPORTS = ("httpx", "tenacity", "anyio._backends._asyncio", "anyio.streams.tls", "sniffio")
 
 
@@ -47,13 +49,19 @@ class AsyncPostHogClient:
     """
 
     @classmethod
-    async def open(cls, conn_id: str, conn: Any, **kwargs: Any) -> AsyncPostHogClient:
-        """Validate the connection and build the client in a worker thread."""
+    async def open(
+        cls, conn_id: str, conn: Any, *, store_conn: Any = None, **kwargs: Any
+    ) -> AsyncPostHogClient:
+        """Validate the connection and build the client in a worker thread.
+
+        ``store_conn`` is the Redis connection the PostHog connection names for its shared
+        rate store (``rate_limit_redis_conn_id``), read the way triggers read connections.
+        """
 
         def build() -> AsyncPostHogClient:
             prepare_off_loop()
             kwargs.setdefault("log", logging.getLogger(__name__))
-            return cls(read_config(conn_id, conn), **kwargs)
+            return cls(read_config(conn_id, conn, store_conn), **kwargs)
 
         client = await asyncio.to_thread(build)
         try:

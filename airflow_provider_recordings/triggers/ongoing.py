@@ -89,7 +89,11 @@ class PostHogOngoingRecordingsTrigger(BaseTrigger):
             "airflow.providers.common.compat.connection",
         )
         conn = await compat.get_async_connection(self.posthog_conn_id)
-        return await hooks.AsyncPostHogClient.open(self.posthog_conn_id, conn)  # type: ignore[no-any-return]
+        store = hooks.store_conn_id(self.posthog_conn_id, conn)
+        store_conn = await compat.get_async_connection(store) if store else None
+        return await hooks.AsyncPostHogClient.open(  # type: ignore[no-any-return]
+            self.posthog_conn_id, conn, store_conn=store_conn
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         # Airflow 3 starts triggers on the event loop every trigger shares: the first

@@ -18,7 +18,7 @@ from airflow_provider_recordings.core.config import build_client_config
 from airflow_provider_recordings.core.errors import PostHogConfigError, PostHogRateLimitError
 from airflow_provider_recordings.hooks.posthog import PostHogHook
 from airflow_provider_recordings.hooks.posthog_async import AsyncPostHogClient
-from airflow_provider_recordings.hooks.rate_store import SharedRateLimiter, masked_url, store_prefix
+from airflow_provider_recordings.hooks.rate_store import SharedRateLimiter, store_prefix
 from airflow_provider_recordings.operators.retention import PostHogRecordingRetentionOperator
 from airflow_provider_recordings.testing import Fault, RateLimitConfig
 from tests.conftest import API_KEY, PROJECT_ID, conn_json
@@ -205,7 +205,9 @@ def test_an_unreachable_store_is_a_clear_error_before_any_call(emulator, connect
     [
         ("http://127.0.0.1:6379/0", "must be empty"),
         ("redis://127.0.0.1:notaport/0", "invalid port"),
-        ("127.0.0.1:6379", "must be empty"),
+        ("127.0.0.1:6379", "has no scheme"),
+        ("localhost:6379", "has no scheme"),
+        ("redis://:pw@127.0.0.1:6379/0", "create a connection of type redis"),
     ],
 )
 def test_a_malformed_store_url_names_the_field(emulator, connect, url, problem):
@@ -215,21 +217,80 @@ def test_a_malformed_store_url_names_the_field(emulator, connect, url, problem):
     assert emulator.requests == []
 
 
-def test_a_password_in_the_url_never_reaches_a_message(emulator, connect, logs):
+def redis_connection(connect_env, conn_id: str, server: RedisServer, password: str | None) -> None:
+    """A connection of the Redis provider's ``redis`` type, as an environment variable."""
+    connect_env.setenv(
+        f"AIRFLOW_CONN_{conn_id.upper()}",
+        json.dumps(
+            {
+                "conn_type": "redis",
+                "host": "127.0.0.1",
+                "port": server.port,
+                "password": password,
+                "extra": {"db": 0},
+            }
+        ),
+    )
+
+
+def test_a_store_with_a_password_is_named_by_a_redis_connection(emulator, connect, monkeypatch, logs):
     server = RedisServer(password="s3cret-store-password").start()
     try:
-        assert masked_url(server.url).startswith("redis://:***@")
-        connect(emulator.url, **store_extras(server.url))
+        redis_connection(monkeypatch, "store", server, "s3cret-store-password")
+        connect(emulator.url, rate_limit_redis_conn_id="store", rate_limit_time_scale=SCALE)
         list(PostHogHook().iter_recordings(date_from="-1d"))
-        assert server.keys(), "the store with a password is used"
-        wrong = server.url.replace("s3cret-store-password", "not-the-s3cret-password")
-        connect(emulator.url, **store_extras(wrong))
-        with pytest.raises(PostHogConfigError, match=r"redis://:\*\*\*@") as raised:
+        assert server.keys(), "the store behind the Redis connection is used"
+        redis_connection(monkeypatch, "store", server, "not-the-s3cret-password")
+        with pytest.raises(
+            PostHogConfigError,
+            match=r"extra.rate_limit_storage: cannot use the rate store at redis://:\*\*\*@",
+        ) as raised:
             PostHogHook().config  # noqa: B018
         assert "s3cret" not in str(raised.value)
         assert "s3cret" not in logs.text
     finally:
         server.stop()
+
+
+def test_the_async_client_reads_the_same_redis_connection(emulator, connect, monkeypatch, logs):
+    from airflow_provider_recordings.hooks.connection import store_conn_id
+    from airflow_provider_recordings.hooks.posthog_async import AsyncPostHogClient
+    from airflow_provider_recordings.hooks.rate_store import AsyncSharedRateLimiter
+
+    server = RedisServer(password="s3cret-store-password").start()
+    try:
+        redis_connection(monkeypatch, "store", server, "s3cret-store-password")
+        conn_id = connect(emulator.url, rate_limit_redis_conn_id="store", rate_limit_time_scale=SCALE)
+        hook = PostHogHook(conn_id)
+        conn = hook.get_connection(conn_id)
+        store = hook.get_connection(store_conn_id(conn_id, conn))
+
+        async def listed() -> list[dict[str, object]]:
+            client = await AsyncPostHogClient.open(conn_id, conn, store_conn=store)
+            async with client:
+                assert isinstance(client.core.limiter, AsyncSharedRateLimiter)
+                return [row async for row in client.iter_recordings(date_from="-1d")]
+
+        asyncio.run(listed())
+        assert server.keys()
+        assert "s3cret" not in logs.text
+    finally:
+        server.stop()
+
+
+def test_a_missing_redis_connection_names_the_field(emulator, connect):
+    connect(emulator.url, rate_limit_redis_conn_id="no_such_store")
+    with pytest.raises(
+        PostHogConfigError, match=r"extra.rate_limit_redis_conn_id: the Redis connection 'no_such_store'"
+    ):
+        PostHogHook().config  # noqa: B018
+    assert emulator.requests == []
+
+
+def test_a_store_named_twice_is_refused(emulator, connect, redis_server):
+    connect(emulator.url, rate_limit_redis_conn_id="store", rate_limit_storage=redis_server.url)
+    with pytest.raises(PostHogConfigError, match="both name a rate store"):
+        PostHogHook().config  # noqa: B018
 
 
 def test_without_the_redis_package_the_error_names_the_extra(emulator, connect, redis_server, monkeypatch):
