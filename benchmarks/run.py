@@ -16,7 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import backlog, import_cost, memory, rate_budget, retention, sensor, shared_key, trigger_start
+from benchmarks import (
+    backlog,
+    import_cost,
+    list_budget,
+    memory,
+    rate_budget,
+    retention,
+    sensor,
+    shared_key,
+    trigger_start,
+)
 from benchmarks.report import Report, Section
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -93,6 +103,15 @@ FIGURES = (
         trigger_start.run,
         full=trigger_start.TriggerStartSizes(runs=5),
         quick=trigger_start.TriggerStartSizes(runs=1),
+    ),
+    Figure(
+        "9",
+        "First run on a large project: a listing that needs three hours of the list budget",
+        list_budget.run,
+        full=list_budget.ListBudgetSizes(backlog=1_800, page=10, time_scale=180),
+        quick=list_budget.ListBudgetSizes(
+            backlog=1_800, page=10, time_scale=720, memory_sizes=(10_000, 100_000)
+        ),
     ),
 )
 

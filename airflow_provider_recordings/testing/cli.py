@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every answer")
     parser.add_argument(
+        "--max-page-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="clamp every list page to N rows, silently, as some servers do",
+    )
+    parser.add_argument(
         "--rate-limits",
         choices=RATE_LIMIT_PRESETS,
         default="none",
@@ -215,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             port=args.port,
             persons_bulk_delete=args.persons_bulk_delete,
             synthetic_playlists=args.synthetic_playlists,
+            max_page_size=args.max_page_size,
         )
         seeded: list[str] = []
         if args.seed:
