@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from airflow_provider_recordings.core.config import PERSONS, PERSONS_DELETE, SHARING
+from airflow_provider_recordings.core.config import PERSONS, PERSONS_DELETE, PLAYLIST, SHARING
 from airflow_provider_recordings.core.errors import (
     PostHogApiError,
     PostHogConfigError,
@@ -121,6 +121,42 @@ def set_sharing(recording_id: str, enabled: bool) -> ApiRequest:
     return ApiRequest(
         "PATCH", recording_path(recording_id, "sharing/"), json_body={"enabled": enabled}, kind=SHARING
     )
+
+
+# -- Playlists (PostHog's built-in "synthetic" ones) -------------------------------------------
+
+#: PostHog's built-in playlist of every recording with an enabled sharing configuration.
+SHARED_PLAYLIST = "synthetic-shared"
+
+#: Rows per page of a synthetic playlist: its lookup answers at most the list's default
+#: page (50), so a larger ``limit`` would be cut short without saying so.
+PLAYLIST_PAGE = 50
+
+
+def playlist(short_id: str) -> ApiRequest:
+    """One playlist; a synthetic one carries its size at ``recordings_counts.collection.count``."""
+    return ApiRequest(
+        "GET", path=f"{quote(short_id, safe='')}/", kind=PLAYLIST, resource="session_recording_playlists"
+    )
+
+
+def playlist_recordings(short_id: str, *, offset: int, limit: int = PLAYLIST_PAGE) -> ApiRequest:
+    """A page of a playlist's recordings (the list's shape; it can be short before the end)."""
+    return ApiRequest(
+        "GET",
+        path=f"{quote(short_id, safe='')}/recordings/",
+        params=(("limit", str(limit)), ("offset", str(offset))),
+        kind=PLAYLIST,
+        resource="session_recording_playlists",
+    )
+
+
+def playlist_count(data: Any) -> int:
+    """How many recordings a playlist holds (PostHog sends null for none)."""
+    counts = data.get("recordings_counts") if isinstance(data, dict) else None
+    collection = counts.get("collection") if isinstance(counts, dict) else None
+    count = collection.get("count") if isinstance(collection, dict) else None
+    return int(count) if isinstance(count, int) and not isinstance(count, bool) else 0
 
 
 # -- Persons (erasure requests) ---------------------------------------------------------

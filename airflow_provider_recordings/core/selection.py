@@ -9,13 +9,15 @@ never silently inherits PostHog's three-day default window: unless the filters n
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
 from typing import Any, Protocol
 
 from airflow_provider_recordings.core.endpoints import LIST_PARAMS, validate_recording_ids
 from airflow_provider_recordings.core.errors import PostHogConfigError
 from airflow_provider_recordings.core.limits import IDS_PER_LIST_CALL, chunks
+from airflow_provider_recordings.core.recordings import parse_time
 
 #: ``date_from`` meaning "every recording the key can see" (older than PostHog's replay).
 ALL_TIME = "2000-01-01T00:00:00Z"
@@ -175,3 +177,51 @@ class Selection:
                 found.add(recording["id"])
                 yield recording
         self.missing_ids = self.find_missing(found)
+
+    def local_check(self) -> Callable[[Mapping[str, Any]], bool] | None:
+        """A test, on a listed row, of whether it belongs to this selection, when the
+        selection can be decided from the row alone: explicit ids, or filters of only
+        absolute ``date_from``/``date_to`` (on the start time, as PostHog filters) and
+        ``distinct_ids``. None when a filter needs PostHog to decide (properties, events,
+        relative dates...)."""
+        if self.recording_ids is not None:
+            wanted = self._wanted
+            return lambda row: row.get("id") in wanted
+        unknown = set(self.filters) - {"date_from", "date_to", "distinct_ids"}
+        if unknown:
+            return None
+        bounds = {}
+        for name in ("date_from", "date_to"):
+            if name in self.filters:
+                moment = _absolute(self.filters[name], end_of_day=name == "date_to")
+                if moment is None:
+                    return None
+                bounds[name] = moment
+        users = set(self.filters.get("distinct_ids") or ())
+        start, end = bounds.get("date_from"), bounds.get("date_to")
+
+        def check(row: Mapping[str, Any]) -> bool:
+            started = parse_time(row.get("start_time"))
+            if started is None:
+                return False
+            if (start is not None and started < start) or (end is not None and started > end):
+                return False
+            return not users or row.get("distinct_id") in users
+
+        return check
+
+
+def _absolute(value: Any, *, end_of_day: bool) -> datetime | None:
+    """An absolute ISO date or datetime filter value; None for anything else."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if len(text) == 10:
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            return None
+        return datetime.combine(day, time.max if end_of_day else time.min, tzinfo=UTC)
+    return parse_time(text) if "T" in text else None

@@ -22,8 +22,8 @@ def _doc(text: str, default: Any = 0, **schema: Any) -> Any:
 #: What every operation is called (the facet's ``operation``).
 OPERATIONS = ("retention", "erasure", "bulk_update", "sharing_audit")
 
-#: How an erasure deleted (the facet's ``route``).
-ROUTES = ("person", "recordings", "mixed", "none")
+#: How an erasure deleted, or how an audit found the shared recordings (the facet's ``route``).
+ROUTES = ("person", "recordings", "mixed", "none", "shared_playlist", "shared_playlist+older_scan", "scan", "ids")
 
 FACET_DESCRIPTION = (
     "What an airflow-provider-recordings operator did to a PostHog project's session recordings in "
@@ -51,7 +51,9 @@ class RunSummary:
         "Retention: recordings that ended before this moment were selected.", None, format="date-time"
     )
     route: str | None = _doc(
-        "Erasure: deleted by person (PostHog's job), recording by recording, or both.",
+        "Erasure: deleted by person (PostHog's job), recording by recording, or both. Sharing audit: "
+        "found through PostHog's shared playlist (and a scan of what it does not cover), by reading "
+        "every selected recording, or by the explicit ids.",
         None,
         enum=[*ROUTES, None],
     )

@@ -497,6 +497,22 @@ class PostHogHook(BaseHook):
             self.send(endpoints.set_sharing(recording_id, enabled), before_send=before_send)
         )
 
+    # -- Playlists -----------------------------------------------------------------------
+
+    def playlist_size(self, short_id: str) -> int:
+        """How many recordings a playlist holds (``synthetic-shared``: the enabled links).
+
+        Needs ``session_recording_playlist:read`` (403 without it); servers without
+        synthetic playlists answer 404.
+        """
+        return endpoints.playlist_count(self.send(endpoints.playlist(short_id)))
+
+    def playlist_page(self, short_id: str, offset: int) -> list[dict[str, Any]]:
+        """One page of a playlist's recordings, from ``offset``; short pages do not mean the end."""
+        data = self.send(endpoints.playlist_recordings(short_id, offset=offset))
+        results = data.get("results") if isinstance(data, dict) else None
+        return [row for row in results or [] if isinstance(row, dict) and "id" in row]
+
     # -- Persons (erasure requests) ------------------------------------------------------
 
     def find_persons(self, distinct_id: str) -> list[dict[str, Any]]:

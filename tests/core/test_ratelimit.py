@@ -183,7 +183,10 @@ def test_a_restored_limiter_can_be_snapshot_again_before_its_next_call():
 def test_a_snapshot_taken_by_0_2_0_restores_under_todays_bucket_names():
     # 0.2.0 named PostHog's 240/min and 1,200/h windows "all:0" and "all:1", the plan's
     # list windows "list:0" and "list:1"; a task deferred then resumes with them.
-    snapshot = {"taken_at": 0.0, "windows": {"all:0": [[0.0, 2]], "list:1": [[0.0, 1]], "persons:0": [[0.0, 9]]}}
+    snapshot = {
+        "taken_at": 0.0,
+        "windows": {"all:0": [[0.0, 2]], "list:1": [[0.0, 1]], "persons:0": [[0.0, 9]]},
+    }
     restored = RateLimiter(RateLimits(per_minute=2, per_hour=100, list_per_hour=1), clock=Clock())
     restored.restore(snapshot, wall_now=0.0)
     assert restored.try_acquire("recording") == pytest.approx(60 * (1 + WINDOW_MARGIN))

@@ -50,6 +50,8 @@ def test_no_secret_in_logs_xcom_errors_or_reports(
         emulator.inject(Fault.truncated(), times=100, method="GET", after=1)
     elif scenario == "cross-origin-next":
         other = make_emulator(clock=frozen_clock, response_shape="published")
+        # Links are followed only when listing: the audit scans without a shared playlist.
+        emulator.synthetic_playlists = "absent"
         emulator.next_url_base = other.url
     connect(emulator.url, api_key=key)
 
