@@ -19,7 +19,7 @@ from airflow_provider_recordings.core.errors import (
     PostHogPermissionError,
 )
 from airflow_provider_recordings.core.limits import PERSONS_BULK_DELETE_MAX
-from airflow_provider_recordings.core.protocol import ApiRequest, recording_path
+from airflow_provider_recordings.core.protocol import DOT_SEGMENTS, ApiRequest, recording_path
 
 #: Query parameters the list endpoint accepts; anything else PostHog rejects with a 400.
 LIST_PARAMS: frozenset[str] = frozenset(
@@ -191,7 +191,7 @@ def bulk_delete_person_recordings(person_uuids: list[str]) -> ApiRequest:
 
 
 def person_path(person: str, suffix: str = "") -> str:
-    if not isinstance(person, str) or not person.strip() or "/" in person:
+    if not isinstance(person, str) or not person.strip() or "/" in person or person.strip() in DOT_SEGMENTS:
         raise PostHogConfigError(f"a person is addressed by its id or UUID, got {person!r}")
     return f"{quote(person.strip(), safe='')}/{suffix}"
 

@@ -77,12 +77,18 @@ def request_headers(config: ClientConfig, has_body: bool) -> dict[str, str]:
     return headers
 
 
+#: Path segments every HTTP client resolves (``session_recordings/../`` is the project).
+DOT_SEGMENTS = (".", "..")
+
+
 def recording_path(recording_id: str, suffix: str = "") -> str:
     """Path of one recording, refusing ids that would address something else."""
     if not isinstance(recording_id, str) or not recording_id.strip():
         raise PostHogConfigError(f"recording id must be a non-empty string, got {recording_id!r}")
     if "/" in recording_id or any(ch.isspace() for ch in recording_id):
         raise PostHogConfigError(f"recording id {recording_id!r} contains '/' or white space")
+    if recording_id in DOT_SEGMENTS:
+        raise PostHogConfigError(f"recording id {recording_id!r} is a relative path, not an id")
     return f"{quote(recording_id, safe='')}/{suffix}"
 
 

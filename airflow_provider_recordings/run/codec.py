@@ -71,7 +71,11 @@ def _decode(hint: Any, data: Any, where: str) -> Any:
         }
         return hint(**values)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        return hint(data)
+        try:
+            return hint(data)
+        except ValueError:
+            allowed = ", ".join(repr(member.value) for member in hint)
+            raise TypeError(f"{where}: {data!r} is not a {hint.__name__} (one of {allowed})") from None
     if origin is list:
         (item,) = typing.get_args(hint) or (Any,)
         if not isinstance(data, list):

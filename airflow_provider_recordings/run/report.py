@@ -66,6 +66,8 @@ class AuditReport:
         self.lines = 0
         self._handle: IO[str] | None = None
         self._lock = threading.Lock()
+        #: A write failed (and said so): its line is stuck in the handle's buffer.
+        self._failed = False
 
     def open(self) -> AuditReport:
         if self.target and self._handle is None:
@@ -85,6 +87,7 @@ class AuditReport:
                 # Flushed line by line: a killed run still leaves every action it took.
                 self._handle.flush()
             except Exception as exc:
+                self._failed = True
                 raise PostHogOutputError(
                     f"{self.parameter}: writing {self.target!r} failed ({_describe(exc)})",
                     parameter=self.parameter,
@@ -98,6 +101,9 @@ class AuditReport:
             try:
                 handle.close()
             except Exception as exc:
+                if self._failed:
+                    # Flushing the failed line again failed again: already reported by write().
+                    return
                 raise PostHogOutputError(
                     f"{self.parameter}: closing {self.target!r} failed ({_describe(exc)})",
                     parameter=self.parameter,

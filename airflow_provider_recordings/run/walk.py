@@ -24,7 +24,7 @@ recognised by the prefix and never handled twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -60,6 +60,11 @@ class Page:
 
     Each row must be passed to :meth:`done` once (``removed=True`` when it no longer
     exists: deleted, or gone already) before the walk lists the next page.
+
+    ``rows`` is the page as listed (in walk order); those in ``finished`` were done by an
+    earlier pass and are not handed out again, but still count in the finished prefix.
+    A listed walk forgets removed rows beyond the prefix (they are never listed again);
+    explicit ids, which are not listed, must remember them too (``keep_removed``).
     """
 
     def __init__(
@@ -71,8 +76,10 @@ class Page:
         *,
         query: int = 0,
         last_of_query: bool = True,
+        finished: Collection[str] = (),
+        keep_removed: bool = False,
     ) -> None:
-        self.rows = rows
+        self.rows = [row for row in rows if str(row["id"]) not in finished]
         #: Which query of the walk this page belongs to, and whether it is its last page.
         self.query = query
         self.last_of_query = last_of_query
@@ -80,8 +87,10 @@ class Page:
         self._order = [str(row["id"]) for row in rows]
         self._keys = {str(row["id"]): key(row) for row in rows}
         self._record_prefix = record_prefix
-        self._done: dict[str, bool] = {}
+        self._keep_removed = keep_removed
+        self._done: dict[str, bool] = {row_id: False for row_id in self._order if row_id in finished}
         self._next = 0
+        self._advance()
 
     def done(self, row_id: str, *, removed: bool = False) -> None:
         """``row_id`` is finished; the position moves past the finished prefix."""
@@ -89,12 +98,17 @@ class Page:
             return
         self._done[row_id] = removed
         self._position.seen += 1
+        self._advance()
+
+    def _advance(self) -> None:
         while self._next < len(self._order) and self._order[self._next] in self._done:
             self._record_prefix(self._keys[self._order[self._next]])
             self._next += 1
         # Only rows still listed need remembering: a removed one is never listed again.
         self._position.done_beyond = [
-            i for i in self._order[self._next :] if i in self._done and not self._done[i]
+            i
+            for i in self._order[self._next :]
+            if i in self._done and (self._keep_removed or not self._done[i])
         ]
 
     @property
@@ -149,6 +163,7 @@ class Walk:
                     self._record_prefix,
                     query=position.query,
                     last_of_query=following is None,
+                    finished=set(position.done_beyond),
                 )
                 yield page
                 if not page.complete:
@@ -259,17 +274,16 @@ class Walk:
         return results
 
     def _fresh(self, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The rows not finished yet, once each, in walk order."""
+        """The rows past the finished prefix, once each, in walk order (some of them may
+        be finished already: ``done_beyond``)."""
         position = self.position
         through = tuple(position.done_through) if position.done_through else None
-        beyond = set(position.done_beyond)
         fresh: dict[str, dict[str, Any]] = {}
         for row in results:
             key = row_key(row)
             if through is not None and (key >= through if self.descending else key <= through):
                 continue
-            if key[1] not in beyond:
-                fresh.setdefault(key[1], row)
+            fresh.setdefault(key[1], row)
         return sorted(fresh.values(), key=row_key, reverse=self.descending)
 
 
@@ -302,13 +316,11 @@ def walk_ids(ids: list[str], position: WalkPosition, *, chunk: int) -> Iterator[
 
     while position.index < len(ids):
         start = position.index
-        beyond = set(position.done_beyond)
         rows = [
             {"id": recording_id, "index": start + offset}
             for offset, recording_id in enumerate(ids[start : start + chunk])
-            if recording_id not in beyond
         ]
-        page = Page(rows, position, key, record_prefix)
+        page = Page(rows, position, key, record_prefix, finished=set(position.done_beyond), keep_removed=True)
         yield page
         if not page.complete:
             raise RuntimeError("a walk's page was left with rows not handled")
