@@ -30,7 +30,11 @@ CONN_ENV = f"AIRFLOW_CONN_{CONN_ID.upper()}"
 UNLIMITED_EXTRAS: dict[str, Any] = {
     "rate_limit_per_minute": 1_000_000,
     "rate_limit_per_hour": 1_000_000,
-    "list_rate_plan": "enterprise",
+    "sharing_rate_limit_per_minute": 1_000_000,
+    "sharing_rate_limit_per_hour": 1_000_000,
+    "persons_delete_rate_limit_per_minute": 1_000_000,
+    "persons_delete_rate_limit_per_hour": 1_000_000,
+    "rate_plan": "enterprise",
 }
 
 

@@ -25,6 +25,7 @@ from benchmarks import (
     retention,
     sensor,
     shared_key,
+    sharing_route,
     trigger_start,
 )
 from benchmarks.report import Report, Section
@@ -112,6 +113,13 @@ FIGURES = (
         quick=list_budget.ListBudgetSizes(
             backlog=1_800, page=10, time_scale=720, memory_sizes=(10_000, 100_000)
         ),
+    ),
+    Figure(
+        "10",
+        "Sharing audit: PostHog's shared list against reading every recording",
+        sharing_route.run,
+        full=sharing_route.SharingRouteSizes(recordings=20_000, shared=40, shared_old=5),
+        quick=sharing_route.SharingRouteSizes(recordings=2_000, shared=40, shared_old=5),
     ),
 )
 
