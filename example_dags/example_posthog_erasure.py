@@ -73,11 +73,13 @@ with DAG(
         request_id="{{ params.request_id }}",
         distinct_ids="{{ params.distinct_ids | tojson }}",
         person_uuid="{{ params.person_uuid or '' }}",
-        receipt_path=(
-            "{{ params.receipt_dir.rstrip('/') }}/{{ params.request_id }}/{{ run_id }}.try{{ ti.try_number }}.json"
-        ),
+        # One receipt per run: a retry finds the earlier attempt's receipt there, and says
+        # in its own what that attempt may already have erased.
+        receipt_path="{{ params.receipt_dir.rstrip('/') }}/{{ params.request_id }}/{{ run_id }}.json",
         posthog_conn_id="{{ params.posthog_conn_id }}",
-        # A person active right now: wait up to two hours for their sessions to end.
+        # A person active right now: wait up to two hours for their sessions to end, in the
+        # triggerer (no worker slot held while waiting; the deployment needs a triggerer).
+        deferrable=True,
         wait_for_ongoing=timedelta(hours=2),
         poke_interval=120,
         retries=2,
