@@ -150,12 +150,14 @@ def test_sharing_audit_disables_every_public_link(
     assert not any(emulator.is_shared(recording_id) for recording_id in project.all)
     assert emulator.recording_ids() == project.all
     result = airflow_cli.xcom("posthog_sharing_audit", "audit_public_links")
-    assert result["audited"] == len(project.all)
+    # PostHog's shared list names the shared recordings: only those are read.
+    assert result["route"] == "shared_playlist"
+    assert result["audited"] == len(project.shared)
     assert result["shared"] == result["disabled"] == len(project.shared)
     assert result["still_shared"] == 0
     assert set(result["shared_recording_ids"]) == project.shared
     lines = report_lines(reports, "sharing.*.jsonl")
-    assert {line["id"] for line in lines} == project.all
+    assert {line["id"] for line in lines} == project.shared
     assert {line["id"] for line in lines if line["result"] == "disabled"} == project.shared
     assert_no_secrets(run.output, "the run's output", *tokens)
     for path in reports.rglob("*.jsonl"):
