@@ -132,6 +132,14 @@ class PostHogItemsFailedError(PostHogError):
     """Some recordings failed while the others succeeded; a rerun retries the failures."""
 
 
+class PostHogMissingRecordingsError(PostHogError):
+    """Recordings a task was told to wait for do not exist (deleted, expired or mistyped)."""
+
+
+class PostHogWaitError(PostHogError):
+    """Waiting in the triggerer ended with an error PostHog gave (the message says which)."""
+
+
 class PostHogStoppedError(PostHogError):
     """The run was stopped (killed, timed out, or failed elsewhere): no new request may start."""
 

@@ -155,6 +155,12 @@ def _error_fields(body: bytes) -> tuple[str | None, str | None]:
     return None, None
 
 
+#: What to check in the connection when PostHog refuses the key.
+_AUTH_HINTS = {
+    401: "check the personal API key in its password field",
+    403: "give its personal API key the scope the call needs, and access to the project in extra.project_id",
+}
+
 _STATUS_ERRORS: dict[int, type[PostHogApiError]] = {
     400: PostHogBadRequestError,
     401: PostHogAuthError,
@@ -197,6 +203,8 @@ def interpret(
     fields: dict[str, Any] = {"method": request.method, "path": where.split(" ", 1)[1], "status": status}
     fields.update(detail=detail, code=code)
     message = f"{where} -> {status}: {detail or 'no detail given'}"
+    if status in _AUTH_HINTS:
+        message += f" (PostHog connection {config.conn_id!r}: {_AUTH_HINTS[status]})"
     if status == 429:
         wait = parse_retry_after(headers.get("Retry-After"), now=now)
         hint = f"; PostHog asks to wait {wait:g} s" if wait is not None else "; no Retry-After given"

@@ -195,6 +195,14 @@ class PostHogHook(BaseHook):
 
     # -- Connection --------------------------------------------------------------------
 
+    def get_conn(self) -> requests.Session:
+        """The HTTP session this hook sends with (pooled, no retries of its own).
+
+        Requests made on it directly bypass the hook's rate limits, retries and counters;
+        prefer :meth:`send` and the methods below.
+        """
+        return self._client().session
+
     @property
     def config(self) -> ClientConfig:
         """The validated connection settings (read once; raises before any request)."""

@@ -19,7 +19,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import (
-    AirflowException,
     AirflowSensorTimeout,
     AirflowSkipException,
     BaseSensorOperator,
@@ -27,7 +26,12 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from airflow_provider_recordings.core.errors import PostHogConfigError, PostHogRateLimitError
+from airflow_provider_recordings.core.errors import (
+    PostHogConfigError,
+    PostHogMissingRecordingsError,
+    PostHogRateLimitError,
+    PostHogWaitError,
+)
 from airflow_provider_recordings.core.ongoing import OngoingCheck, check_ongoing
 from airflow_provider_recordings.core.selection import Selection
 from airflow_provider_recordings.hooks.posthog import PostHogHook
@@ -94,9 +98,15 @@ class PostHogOngoingRecordingsSensor(BaseSensorOperator):
         return PostHogHook(self.posthog_conn_id)
 
     def _selection(self) -> Selection:
-        selection = Selection.build(self.recording_ids, self.filters)
-        if selection.recording_ids == []:
-            raise PostHogConfigError("recording_ids is empty: there is nothing to wait for")
+        """The validated selection; bad input fails the task without retries."""
+        try:
+            selection = Selection.build(self.recording_ids, self.filters)
+            if selection.recording_ids == []:
+                raise PostHogConfigError("recording_ids is empty: there is nothing to wait for")
+        except PostHogConfigError as exc:
+            from airflow_provider_recordings.run.driver import PostHogInvalidInputError
+
+            raise PostHogInvalidInputError.of(self, exc) from exc
         return selection
 
     def check(self, selection: Selection) -> OngoingCheck:
@@ -114,7 +124,7 @@ class PostHogOngoingRecordingsSensor(BaseSensorOperator):
             self.log.warning("Throttled by PostHog; trying again at the next poke: %s", exc)
             return PokeReturnValue(is_done=False)
         if check.missing_ids and self.missing == "fail":
-            raise AirflowException(missing_message(check.missing_ids))
+            raise PostHogMissingRecordingsError(missing_message(check.missing_ids))
         if not check.done:
             self.log.info("%d recording(s) still ongoing: %s", len(check.ongoing_ids), check.ongoing_ids[:10])
             return PokeReturnValue(is_done=False)
@@ -159,4 +169,4 @@ class PostHogOngoingRecordingsSensor(BaseSensorOperator):
             raise AirflowSkipException(message)
         if status == "timeout":
             raise AirflowSensorTimeout(message)
-        raise AirflowException(message)
+        raise PostHogWaitError(message)

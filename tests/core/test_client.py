@@ -14,7 +14,7 @@ import pytest
 import tenacity
 
 from airflow_provider_recordings.core.client import LOGGED_WAIT, ClientCore
-from airflow_provider_recordings.core.config import RateLimits, build_client_config
+from airflow_provider_recordings.core.config import LIST, RateLimits, build_client_config
 from airflow_provider_recordings.core.errors import (
     PostHogBudgetExhaustedError,
     PostHogRateLimitError,
@@ -22,7 +22,7 @@ from airflow_provider_recordings.core.errors import (
     PostHogStoppedError,
     PostHogTransportError,
 )
-from airflow_provider_recordings.core.protocol import LIST, ApiRequest
+from airflow_provider_recordings.core.protocol import ApiRequest
 from airflow_provider_recordings.core.ratelimit import WINDOW_MARGIN, RateLimiter
 from airflow_provider_recordings.core.retry import RetryPolicy
 from tests.conftest import API_KEY
@@ -34,6 +34,7 @@ CONFIG = build_client_config(
 LIST_REQUEST = ApiRequest("GET", kind=LIST)
 DELETE_REQUEST = ApiRequest("DELETE", "rec-1/")
 PERSONS_REQUEST = ApiRequest("GET", kind="persons", resource="persons")
+PERSONS_DELETE_REQUEST = ApiRequest("POST", path="bulk_delete/", kind="persons_delete", resource="persons")
 
 
 class Clock:
@@ -187,23 +188,30 @@ def test_a_short_wait_is_returned_and_counted_not_raised():
         pytest.param(
             DELETE_REQUEST,
             RateLimits(per_minute=1),
-            "1/min and 1200/h for every call",
-            ["list calls", "persons calls"],
+            "1/min and 1200/h for recordings calls",
+            ["list calls", "persons deletions", "sharing calls"],
             id="recording",
         ),
         pytest.param(
             LIST_REQUEST,
             RateLimits(list_per_minute=1),
-            "240/min and 1200/h for every call, 1/min and 60/h for list calls",
-            ["persons calls"],
+            "240/min and 1200/h for recordings calls, 1/min and 60/h for list calls",
+            ["persons deletions", "sharing calls"],
             id="list",
         ),
         pytest.param(
+            PERSONS_DELETE_REQUEST,
+            RateLimits(persons_delete_per_minute=1),
+            "1/min and 4800/h for persons deletions",
+            ["recordings calls", "list calls"],
+            id="persons-delete",
+        ),
+        pytest.param(
             PERSONS_REQUEST,
-            RateLimits(persons_per_minute=1),
-            "1/min and 1200/h for persons calls",
-            ["every call", "list calls"],
-            id="persons",
+            RateLimits(per_minute=1),
+            "1/min for recordings calls",
+            ["1200/h", "list calls", "persons deletions"],
+            id="persons-read",
         ),
     ],
 )
@@ -252,7 +260,7 @@ def test_say_wait_logs_only_waits_long_enough_to_notice():
         (
             "info",
             "Waiting 5 s before GET /api/projects/1/session_recordings/: the rate budget "
-            "(240/min and 1200/h for every call, 3/min and 60/h for list calls) is spent for now",
+            "(240/min and 1200/h for recordings calls, 3/min and 60/h for list calls) is spent for now",
         )
     ]
 

@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from airflow_provider_recordings.core import endpoints
-from airflow_provider_recordings.core.config import PERSONS, build_client_config
+from airflow_provider_recordings.core.config import PERSONS, PERSONS_DELETE, SHARING, build_client_config
 from airflow_provider_recordings.core.endpoints import (
     LIST_PARAMS,
     DeleteSummary,
@@ -168,17 +168,22 @@ def test_dot_segments_are_refused_as_ids(bad):
 
 def test_recording_requests():
     cases = [
-        (endpoints.retrieve("rec-1"), ("GET", "rec-1/", None)),
-        (endpoints.delete("rec-1"), ("DELETE", "rec-1/", None)),
-        (endpoints.update("rec-1", {"viewed": True}), ("PATCH", "rec-1/", {"viewed": True})),
-        (endpoints.get_sharing("rec-1"), ("GET", "rec-1/sharing/", None)),
-        (endpoints.set_sharing("rec-1", False), ("PATCH", "rec-1/sharing/", {"enabled": False})),
-        (endpoints.bulk_delete(["a", "b"]), ("POST", "bulk_delete/", {"session_recording_ids": ["a", "b"]})),
+        (endpoints.retrieve("rec-1"), ("GET", "rec-1/", None), RECORDING),
+        (endpoints.delete("rec-1"), ("DELETE", "rec-1/", None), RECORDING),
+        (endpoints.update("rec-1", {"viewed": True}), ("PATCH", "rec-1/", {"viewed": True}), RECORDING),
+        # The sharing endpoints use PostHog's default throttles (480/min, 4,800/h).
+        (endpoints.get_sharing("rec-1"), ("GET", "rec-1/sharing/", None), SHARING),
+        (endpoints.set_sharing("rec-1", False), ("PATCH", "rec-1/sharing/", {"enabled": False}), SHARING),
+        (
+            endpoints.bulk_delete(["a", "b"]),
+            ("POST", "bulk_delete/", {"session_recording_ids": ["a", "b"]}),
+            RECORDING,
+        ),
     ]
-    for request, (method, path, body) in cases:
+    for request, (method, path, body), kind in cases:
         assert (request.method, request.path, request.json_body) == (method, path, body)
         assert (request.kind, request.resource, request.params, request.url) == (
-            RECORDING,
+            kind,
             "session_recordings",
             (),
             None,
@@ -225,7 +230,7 @@ def test_person_requests():
     delete = endpoints.delete_person_recordings("17")
     assert (delete.method, delete.kind, delete.resource, delete.json_body) == (
         "POST",
-        PERSONS,
+        PERSONS_DELETE,
         "persons",
         None,
     )
@@ -234,7 +239,7 @@ def test_person_requests():
 
 def test_persons_bulk_delete_keeps_the_persons_and_their_events():
     request = endpoints.bulk_delete_person_recordings(["u1", "u2"])
-    assert (request.method, request.kind, request.resource) == ("POST", PERSONS, "persons")
+    assert (request.method, request.kind, request.resource) == ("POST", PERSONS_DELETE, "persons")
     assert request.target(CONFIG) == f"{ROOT}/persons/bulk_delete/"
     assert request.json_body == {
         "ids": ["u1", "u2"],

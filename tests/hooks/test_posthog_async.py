@@ -4,6 +4,7 @@ style, retries and throttles with an injected sleep, the shared rate store, clos
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -329,7 +330,7 @@ def test_a_connection_naming_a_store_shares_its_windows_there(
         keys = redis_server.keys()
         prefix = store_prefix(emulator.url, API_KEY)
         assert keys and all(key.startswith(prefix) for key in keys)
-        assert any(key.endswith(":list") for key in keys)
+        assert any(key.endswith(":listing_burst") for key in keys)
         assert while_open > alone
         # aclose let go of the store's connections too (the server notices at once).
         for _ in range(200):
@@ -348,25 +349,38 @@ def store_with_password():
     server.stop()
 
 
+def store_connection(monkeypatch, server, password):
+    """The store's credentials in a connection of the Redis provider's type (read as a trigger does)."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_RATE_STORE",
+        json.dumps({"conn_type": "redis", "host": "127.0.0.1", "port": server.port, "password": password}),
+    )
+
+
+async def open_with_store(sleeps, seeded_policy):
+    from airflow.providers.common.compat.connection import get_async_connection
+
+    return await open_client(sleeps, seeded_policy, store_conn=await get_async_connection("rate_store"))
+
+
 def test_the_stores_password_is_never_logged(
-    emulator, connect, sleeps, seeded_policy, store_with_password, logs, caplog
+    emulator, connect, sleeps, seeded_policy, store_with_password, logs, caplog, monkeypatch
 ):
     caplog.set_level(logging.INFO, logger="airflow_provider_recordings")
-    connect(emulator.url, rate_limit_storage=store_with_password.url)
+    store_connection(monkeypatch, store_with_password, STORE_PASSWORD)
+    connect(emulator.url, rate_limit_redis_conn_id="rate_store")
 
     async def main() -> None:
-        async with await open_client(sleeps, seeded_policy) as client:
+        async with await open_with_store(sleeps, seeded_policy) as client:
             await all_rows(client, date_from="-7d")
 
     run(main)
     assert "Rate windows shared through redis://:***@127.0.0.1" in logs.text
     assert store_with_password.keys(), "the store with a password is used"
 
-    connect(
-        emulator.url, rate_limit_storage=store_with_password.url.replace(STORE_PASSWORD, "not-the-password")
-    )
+    store_connection(monkeypatch, store_with_password, "not-the-password")
     with pytest.raises(PostHogConfigError, match=r"redis://:\*\*\*@127\.0\.0\.1") as raised:
-        run(lambda: open_client(sleeps, seeded_policy))
+        run(lambda: open_with_store(sleeps, seeded_policy))
     assert STORE_PASSWORD not in str(raised.value)
     assert STORE_PASSWORD not in logs.text
 

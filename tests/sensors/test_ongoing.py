@@ -6,13 +6,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from airflow.providers.common.compat.sdk import (
-    AirflowException,
     AirflowSensorTimeout,
     AirflowSkipException,
     TaskDeferred,
 )
 
-from airflow_provider_recordings.core.errors import PostHogConfigError
+from airflow_provider_recordings.core.errors import (
+    PostHogConfigError,
+    PostHogMissingRecordingsError,
+    PostHogWaitError,
+)
 from airflow_provider_recordings.hooks.posthog import PostHogHook
 from airflow_provider_recordings.sensors.ongoing import PostHogOngoingRecordingsSensor
 from airflow_provider_recordings.testing import EmulatorClock, Fault
@@ -71,7 +74,7 @@ def test_one_list_call_per_poke_for_many_ids(emulator, posthog_conn, clock, slee
 
 def test_missing_ids_fail_or_are_ignored(emulator, posthog_conn, sleeps, seeded_policy):
     known = emulator.seed(1, days=10)[0]
-    with pytest.raises(AirflowException, match="1 recording id\\(s\\) do not exist.*ghost-id"):
+    with pytest.raises(PostHogMissingRecordingsError, match="1 recording id\\(s\\) do not exist.*ghost-id"):
         sensor(sleeps, seeded_policy, recording_ids=[known, "ghost-id"]).poke({})
     result = sensor(sleeps, seeded_policy, recording_ids=[known, "ghost-id"], missing="ignore").poke({})
     assert result.is_done
@@ -174,7 +177,7 @@ def test_deferrable_returns_at_once_when_already_finished(emulator, posthog_conn
 def test_execute_complete_outcomes(sleeps, seeded_policy):
     wait = PostHogOngoingRecordingsSensor(task_id="w", recording_ids=["a"])
     assert wait.execute_complete({}, {"status": "success", "finished": [{"id": "a"}]}) == [{"id": "a"}]
-    with pytest.raises(AirflowException, match="401"):
+    with pytest.raises(PostHogWaitError, match="401"):
         wait.execute_complete({}, {"status": "error", "message": "GET ... -> 401: invalid"})
     with pytest.raises(AirflowSensorTimeout):
         wait.execute_complete({}, {"status": "timeout", "message": "still ongoing"})
