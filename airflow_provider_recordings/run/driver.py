@@ -97,8 +97,11 @@ class Run:
         )
         #: Ids that changed in PostHog but whose outcome could not be written down.
         self.unreported: list[str] = []
-        self._tallied = 0
-        self._tallied_kinds: dict[str, int] = {}
+        # The hook may have served an earlier pass (Airflow 2's `dags test` resumes on the
+        # same operator): count only what this pass sends.
+        started = hook.stats.snapshot()
+        self._tallied: int = started["requests"]
+        self._tallied_kinds: dict[str, int] = dict(started["by_kind"])
 
     # -- what phases use ---------------------------------------------------------------
 
@@ -261,7 +264,8 @@ def _final(exc: PostHogConfigError) -> bool:
 def limit_hook(run: Run) -> None:
     """Apply the run's own budgets (``max_api_calls`` across passes, the deadline) to the hook."""
     if run.params.max_api_calls is not None:
-        run.hook.max_api_calls = max(0, run.params.max_api_calls - run.state.api_calls)
+        left = max(0, run.params.max_api_calls - run.state.api_calls)
+        run.hook.max_api_calls = run.hook.stats.requests + left
     run.hook.stop_after(run.state.seconds_left())
 
 
@@ -317,7 +321,10 @@ def _state(
     state.operation = operator.operation
     machine.parse(state.phase)
     take_event(state, event)
-    if state.hook.rate_windows is not None or state.hook.bulk_delete is not None:
+    # A hook that already sent calls (the same operator resumed in the same process, as
+    # Airflow 2's `dags test` does) still holds what it learned; a new one takes it over.
+    fresh = operator.hook.stats.requests == 0
+    if fresh and (state.hook.rate_windows is not None or state.hook.bulk_delete is not None):
         operator.hook.take_over(
             {"rate_windows": state.hook.rate_windows, "bulk_delete": state.hook.bulk_delete}
         )
@@ -362,8 +369,6 @@ def _go(run: Run) -> Any:
         run.stopped_by(exc)
         raise
     finally:
-        # Whatever ended the pass, nothing more goes out from this hook.
-        run.hook.stop()
         run.close_pass()
         run.report.close()
     return complete(run, stop)

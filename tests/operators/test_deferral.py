@@ -228,3 +228,27 @@ def test_budget_trigger_fires_once_at_the_time():
     assert len(events) == 1
     assert events[0].payload["status"] == "resume"
     assert time.time() - started >= 0.19
+
+
+def test_resuming_on_the_same_operator_counts_each_call_once(budget_emulator):
+    # Airflow 2's `airflow dags test` resumes a deferred task on the same operator object
+    # (and so the same hook): the pass after the wait must still send, and the result
+    # must count each call once.
+    doomed = expired(budget_emulator, 2 * PER_HOUR)
+    ti = XComRecorder()
+    context = {"ti": ti, "data_interval_end": datetime.now(UTC)}
+    operator = PostHogRecordingRetentionOperator(task_id="r", retention_days=90, deferrable=True, max_workers=2)
+    call = lambda: operator.execute(context)  # noqa: E731
+    for _ in range(50):
+        try:
+            result = call()
+            break
+        except TaskDeferred as deferred:
+            event = asyncio.run(next_event(deferred.trigger))
+            call = lambda e=event: operator.execute_resume(context, e)  # noqa: E731
+    else:
+        raise AssertionError("did not finish")
+    assert not budget_emulator.recording_ids() & doomed
+    accepted = [r for r in budget_emulator.requests if r.status != 429]
+    assert result["api_calls"] == len(accepted), "each call counted once across passes"
+    assert result["deferrals"] >= 1
