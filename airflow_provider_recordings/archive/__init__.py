@@ -1,6 +1,7 @@
 """Archiving recordings into storage the user owns, in PostHog's importable format.
 
 * :mod:`.layout`: where each recording's file lives under ``archive_to``.
+* :mod:`.export`: the streaming writer of PostHog's "Export to JSON" format, gzipped.
 
 Importing this package imports neither Airflow nor any storage library, and opens no
 connection.
@@ -17,6 +18,12 @@ from airflow_provider_recordings.archive.errors import (
     ArchiveVerificationError,
     SnapshotFormatError,
 )
+from airflow_provider_recordings.archive.export import (
+    FORMAT_VERSION,
+    ExportResult,
+    RecordingExportWriter,
+    decompress_event,
+)
 from airflow_provider_recordings.archive.layout import (
     ArchiveKey,
     archive_key,
@@ -27,6 +34,7 @@ from airflow_provider_recordings.archive.layout import (
 )
 
 __all__ = [
+    "FORMAT_VERSION",
     "ArchiveDestinationError",
     "ArchiveError",
     "ArchiveKey",
@@ -34,9 +42,12 @@ __all__ = [
     "ArchiveStorageError",
     "ArchiveVerificationError",
     "Digest",
+    "ExportResult",
     "HashingWriter",
+    "RecordingExportWriter",
     "SnapshotFormatError",
     "archive_key",
+    "decompress_event",
     "manifest_key",
     "parse_archive_key",
     "sidecar_key",
