@@ -2,9 +2,10 @@
 
 * :mod:`.layout`: where each recording's file lives under ``archive_to``.
 * :mod:`.export`: the streaming writer of PostHog's "Export to JSON" format, gzipped.
+* :mod:`.store`: writing so that nothing incomplete counts, verification, ``check_writable``.
 
 Importing this package imports neither Airflow nor any storage library, and opens no
-connection.
+connection: the store imports ``ObjectStoragePath`` when it first touches an object store.
 """
 
 from __future__ import annotations
@@ -32,6 +33,13 @@ from airflow_provider_recordings.archive.layout import (
     sidecar_key,
     validate_recording_id,
 )
+from airflow_provider_recordings.archive.store import (
+    ArchivedFile,
+    ArchiveStore,
+    ArchiveUpload,
+    Verification,
+    check_writable,
+)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -40,13 +48,18 @@ __all__ = [
     "ArchiveKey",
     "ArchiveKeyError",
     "ArchiveStorageError",
+    "ArchiveStore",
+    "ArchiveUpload",
     "ArchiveVerificationError",
+    "ArchivedFile",
     "Digest",
     "ExportResult",
     "HashingWriter",
     "RecordingExportWriter",
     "SnapshotFormatError",
+    "Verification",
     "archive_key",
+    "check_writable",
     "decompress_event",
     "manifest_key",
     "parse_archive_key",
