@@ -3,6 +3,7 @@
 * :mod:`.layout`: where each recording's file lives under ``archive_to``.
 * :mod:`.export`: the streaming writer of PostHog's "Export to JSON" format, gzipped.
 * :mod:`.store`: writing so that nothing incomplete counts, verification, ``check_writable``.
+* :mod:`.manifest`: one JSON line per archived recording.
 
 Importing this package imports neither Airflow nor any storage library, and opens no
 connection: the store imports ``ObjectStoragePath`` when it first touches an object store.
@@ -33,6 +34,14 @@ from airflow_provider_recordings.archive.layout import (
     sidecar_key,
     validate_recording_id,
 )
+from airflow_provider_recordings.archive.manifest import (
+    ManifestEntry,
+    ManifestWriter,
+    hash_identifier,
+    identifier_matches,
+    parse_manifest,
+    read_manifest,
+)
 from airflow_provider_recordings.archive.store import (
     ArchivedFile,
     ArchiveStore,
@@ -55,14 +64,20 @@ __all__ = [
     "Digest",
     "ExportResult",
     "HashingWriter",
+    "ManifestEntry",
+    "ManifestWriter",
     "RecordingExportWriter",
     "SnapshotFormatError",
     "Verification",
     "archive_key",
     "check_writable",
     "decompress_event",
+    "hash_identifier",
+    "identifier_matches",
     "manifest_key",
     "parse_archive_key",
+    "parse_manifest",
+    "read_manifest",
     "sidecar_key",
     "validate_recording_id",
 ]
