@@ -430,7 +430,11 @@ class ArchiveStore:
         """
         check_key(key)
         url = self.url(key)
-        self._storage(f"remove the old sidecar of {url}", self._backend.delete, key + SIDECAR_SUFFIX)
+        sidecar = key + SIDECAR_SUFFIX
+        # Looked up first: a store that may not delete (a write-once bucket) can still take
+        # new archives; only rewriting a verified one needs the delete.
+        if self._storage(f"look up {self.url(sidecar)}", self._backend.size, sidecar) is not None:
+            self._storage(f"remove the old sidecar of {url}", self._backend.delete, sidecar)
         handle = self._storage(f"start writing {url}", self._backend.open_write, key)
         upload = ArchiveUpload(handle, key)
         try:

@@ -408,3 +408,18 @@ def test_keys_cannot_leave_archive_to(tmp_path, key):
 def test_manifests_cannot_be_appended_on_object_stores(s3_bucket, s3_conn):
     with pytest.raises(ArchiveStorageError, match="cannot be appended"):
         ArchiveStore(f"s3://{s3_bucket}/a", conn_id=s3_conn).append("m.jsonl", b"{}\n")
+
+
+def test_a_store_that_may_not_delete_still_takes_new_archives(destination, monkeypatch):
+    store = store_of(destination)
+
+    def refuse(key):
+        raise PermissionError("Access Denied.")
+
+    monkeypatch.setattr(store._backend, "delete", refuse)
+    archive(store)  # a write-once bucket: new archives need no delete
+    assert store.verify(KEY).ok
+    # Rewriting a verified archive would need its sidecar removed first: refused, and said.
+    with pytest.raises(ArchiveStorageError, match="cannot remove the old sidecar .*permission denied"):
+        archive(store)
+    assert store.verify(KEY).ok
