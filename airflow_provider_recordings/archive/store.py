@@ -306,6 +306,8 @@ class _ObjectBackend:
     def __init__(self, root: str, conn_id: str | None) -> None:
         self.root = root
         self.conn_id = conn_id
+        self._fs: Any = None
+        self._prefix = ""
 
     def url(self, key: str) -> str:
         return f"{self.root}/{key}"
@@ -317,8 +319,15 @@ class _ObjectBackend:
         return ObjectStoragePath(self.url(key), **kwargs)
 
     def _fs_path(self, key: str) -> tuple[Any, str]:
-        path = self.storage_path(key)
-        return path.fs, path.path
+        """The filesystem and the path of ``key`` in it. The filesystem is looked up once per
+        store (each lookup reads the connection and logs it)."""
+        if self._fs is None:
+            probe = self.storage_path(WRITE_CHECK)
+            path = str(probe.path)
+            if not path.endswith("/" + WRITE_CHECK):
+                return probe.fs, str(self.storage_path(key).path)
+            self._fs, self._prefix = probe.fs, path[: -len(WRITE_CHECK)]
+        return self._fs, self._prefix + key
 
     def open_write(self, key: str) -> _Handle:
         fs, path = self._fs_path(key)
