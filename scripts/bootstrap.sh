@@ -60,7 +60,7 @@ if [ "$name" = docs ]; then
   # The API reference imports nothing at build time (griffe reads the source), so
   # Airflow is not needed here.
 else
-  "$uv" pip install --quiet "${pins[@]}" -r "$root/requirements/dev.txt" -e "$root[redis]" >&2
+  "$uv" pip install --quiet "${pins[@]}" -r "$root/requirements/dev.txt" -e "$root[redis,s3]" >&2
 fi
 echo "$want" > "$venv/.stamp"
 echo "$venv"

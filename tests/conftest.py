@@ -21,7 +21,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 from airflow_provider_recordings.core.retry import RetryPolicy
 from airflow_provider_recordings.testing import PostHogEmulator
-from tests.services import RedisServer
+from tests.services import RedisServer, S3Server
 
 #: Obviously fake credentials; tests search every log and report for them.
 API_KEY = "phx_test_key_not_real"
@@ -112,6 +112,15 @@ def redis_server(redis_session: RedisServer) -> Iterator[RedisServer]:
     yield redis_session
     if not redis_session.running:
         redis_session.start()
+
+
+@pytest.fixture(scope="session")
+def s3_session() -> Iterator[S3Server]:
+    """A real S3-compatible server (SeaweedFS), started once per test session on first use;
+    tests/archive/conftest.py hands each test a running server and a fresh bucket."""
+    server = S3Server().start()
+    yield server
+    server.remove()
 
 
 @pytest.fixture

