@@ -52,6 +52,13 @@ log = logging.getLogger(__name__)
 #: sensors that deferred together are asked together.
 GATHER_SECONDS = 0.2
 
+#: The first round waits at least this long (or the member's interval, if shorter). The
+#: task checked just before it deferred, so an earlier answer is rarely different; and a
+#: trigger that fires within a second of the deferral can resume the task before the
+#: scheduler has processed the deferring attempt's end, which Airflow 3's scheduler then
+#: takes for a task whose state changed externally, and retries.
+FIRST_ROUND_DELAY = 5.0
+
 
 @dataclass(frozen=True)
 class Throttled:
@@ -117,7 +124,7 @@ class PollGroup:
     def _add(self, waiter: Waiter) -> None:
         now = self._clock()
         if not self.waiters:
-            self._first_round_at = now + GATHER_SECONDS
+            self._first_round_at = now + max(GATHER_SECONDS, min(waiter.interval, FIRST_ROUND_DELAY))
         # Until the first round, everyone who joins is asked in it. Later, a newcomer
         # joins the next round of the members it merges with, or waits one interval
         # (the sensor checked just before it deferred).
