@@ -140,6 +140,11 @@ class PostHogWaitError(PostHogError):
     """Waiting in the triggerer ended with an error PostHog gave (the message says which)."""
 
 
+class PostHogStreamInterruptedError(PostHogError):
+    """A streamed answer broke off after its first bytes were used: the request cannot be
+    retried on its own (what consumed it holds a part); the caller starts over."""
+
+
 class PostHogStoppedError(PostHogError):
     """The run was stopped (killed, timed out, or failed elsewhere): no new request may start."""
 

@@ -29,15 +29,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+#: The rate-limit kind of every snapshots call (sources and content).
+from airflow_provider_recordings.core.config import SNAPSHOTS
 from airflow_provider_recordings.core.errors import (
     PostHogApiError,
     PostHogError,
     PostHogMalformedResponseError,
 )
 from airflow_provider_recordings.core.protocol import ApiRequest, recording_path
-
-#: The rate-limit kind of every snapshots call (sources and content).
-SNAPSHOTS = "snapshots"
 
 BLOB_V2 = "blob_v2"
 BLOB_V2_LTS = "blob_v2_lts"

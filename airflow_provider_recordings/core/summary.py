@@ -20,7 +20,7 @@ def _doc(text: str, default: Any = 0, **schema: Any) -> Any:
 
 
 #: What every operation is called (the facet's ``operation``).
-OPERATIONS = ("retention", "erasure", "bulk_update", "sharing_audit")
+OPERATIONS = ("retention", "erasure", "bulk_update", "sharing_audit", "archive")
 
 #: How an erasure deleted, or how an audit found the shared recordings (the facet's ``route``).
 ROUTES = (
@@ -55,6 +55,7 @@ class RunSummary:
     links_disabled: int = _doc("Public links the run turned off (sharing audit).")
     failed: int = _doc("Recordings whose operation failed.")
     remaining: int = _doc("Recordings left for the next run when the run stopped early.")
+    archived: int = _doc("Recordings the run archived to storage it was given (archive_to).")
     dry_run: bool = _doc("True when the run changed nothing on purpose.", False)
     cutoff: str | None = _doc(
         "Retention: recordings that ended before this moment were selected.", None, format="date-time"

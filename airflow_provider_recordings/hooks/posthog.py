@@ -33,6 +33,8 @@ from airflow_provider_recordings.core.errors import (
     PostHogNotFoundError,
     PostHogRateLimitError,
     PostHogRecordingApiFailure,
+    PostHogStoppedError,
+    PostHogStreamInterruptedError,
 )
 from airflow_provider_recordings.core.limits import OLD_BULK_DELETE_MAX, chunks
 from airflow_provider_recordings.core.pagination import DEFAULT_PAGE_SIZE, RecordingPager
@@ -276,8 +278,33 @@ class PostHogHook(BaseHook):
         announce = [before_send] if before_send is not None else []
         return retrying(self._attempt, client, request, announce)
 
+    def stream(
+        self, request: ApiRequest, consume: Callable[[bytes], None], *, chunk_size: int = 1 << 20
+    ) -> None:
+        """Send ``request`` and hand its answer's body to ``consume`` as it arrives, a chunk at
+        a time (a recording's content can be gigabytes; it never sits in memory whole).
+
+        Retried, rate-limited and counted like :meth:`send` until the first chunk reaches
+        ``consume``; an answer that breaks off after that raises
+        :class:`PostHogStreamInterruptedError`, since ``consume`` already holds part of it.
+        """
+        from tenacity import Retrying
+
+        client = self._client()
+        retrying = Retrying(
+            sleep=self._sleep,
+            before_sleep=lambda state: client.core.before_retry(request, state, self.log),
+            **client.core.policy.tenacity_kwargs(),
+        )
+        retrying(self._attempt, client, request, [], consume, chunk_size)
+
     def _attempt(
-        self, client: _Client, request: ApiRequest, announce: list[Callable[[], None]] | None = None
+        self,
+        client: _Client,
+        request: ApiRequest,
+        announce: list[Callable[[], None]] | None = None,
+        consume: Callable[[bytes], None] | None = None,
+        chunk_size: int = 1 << 20,
     ) -> Any:
         import requests
 
@@ -291,6 +318,7 @@ class PostHogHook(BaseHook):
         while announce:
             announce.pop()()
         config = core.config
+        broken = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
         try:
             response = client.session.request(
                 request.method,
@@ -299,9 +327,12 @@ class PostHogHook(BaseHook):
                 headers=request_headers(config, request.json_body is not None),
                 timeout=(config.connect_timeout, config.read_timeout),
                 allow_redirects=False,
+                stream=consume is not None,
             )
+            if consume is not None and 200 <= response.status_code < 300:
+                return self._consume(request, response, consume, chunk_size, broken)
             body = response.content
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+        except broken as exc:
             raise core.transport_error(request, exc) from None
         finally:
             core.answered(call)
@@ -313,6 +344,36 @@ class PostHogHook(BaseHook):
             if exc.retry_after:
                 core.limiter.pause(exc.retry_after)
             raise
+
+    def _consume(
+        self,
+        request: ApiRequest,
+        response: requests.Response,
+        consume: Callable[[bytes], None],
+        chunk_size: int,
+        broken: tuple[type[BaseException], ...],
+    ) -> None:
+        """Stream a successful answer's body into ``consume``."""
+        chunks = response.iter_content(chunk_size)
+        try:
+            try:
+                first = next(chunks, b"")
+            except broken as exc:  # nothing used yet: the request may be retried
+                raise self._client().core.transport_error(request, exc) from None
+            try:
+                if first:
+                    consume(first)
+                for chunk in chunks:
+                    if self.stop_event.is_set():
+                        raise PostHogStoppedError("the run was stopped while an answer was streaming")
+                    consume(chunk)
+            except broken as exc:
+                raise PostHogStreamInterruptedError(
+                    f"{request.describe(self.config)}: the answer broke off ({type(exc).__name__}); "
+                    "what was read so far is discarded"
+                ) from None
+        finally:
+            response.close()
 
     # -- Recordings --------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import enum
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,12 @@ from airflow_provider_recordings.core.endpoints import DeleteSummary
 from airflow_provider_recordings.core.errors import PostHogConfigError
 from airflow_provider_recordings.core.recordings import is_ongoing, isoformat, parse_time
 from airflow_provider_recordings.core.summary import RunSummary
+from airflow_provider_recordings.operators.archive import (
+    ArchiveParams,
+    archive_params,
+    archive_rows,
+    open_archiver,
+)
 from airflow_provider_recordings.operators.base import (
     PostHogRecordingsBaseOperator,
     RunParams,
@@ -37,6 +44,7 @@ from airflow_provider_recordings.run.progress import Progress
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from airflow_provider_recordings.archive.archiver import Archiver
     from airflow_provider_recordings.run.driver import Run
     from airflow_provider_recordings.run.walk import Page
 
@@ -64,6 +72,8 @@ class Job:
     #: Recordings the count found to delete so far, and whether the count is done.
     counted: int = 0
     count_finished: bool = False
+    #: With ``archive_to``: the salt of the manifest's hashed distinct ids (one per run).
+    salt: str = ""
 
     @property
     def total(self) -> int | None:
@@ -78,6 +88,7 @@ class Params(RunParams):
     dry_run: bool
     max_deletions: int | None
     ongoing_window: timedelta
+    archive: ArchiveParams | None
 
 
 def resolve_cutoff(
@@ -128,6 +139,15 @@ class PostHogRecordingRetentionOperator(PostHogRecordingsBaseOperator):
         the count passes the limit.
     :param ongoing_window: with no ``ongoing`` flag from the server, a recording whose
         last data is this recent counts as ongoing and is kept.
+    :param archive_to: archive each recording before deleting it (templated): a local
+        folder or an ``ObjectStoragePath`` URL, as
+        :class:`~airflow_provider_recordings.operators.archive.PostHogRecordingArchiveOperator`
+        writes them. A recording is deleted only once its archive is written and verified
+        (or was already); one that cannot be archived is kept, reported, and tried again
+        by the next run.
+    :param archive_conn_id: the object store's Airflow connection (templated).
+    :param manifest_identifiers: ``"hashed"`` (default) or ``"clear"`` distinct ids in the
+        archive's manifest.
 
     Plus the selection, reporting and connection parameters of
     :class:`~airflow_provider_recordings.operators.base.PostHogRecordingsBaseOperator`.
@@ -143,11 +163,22 @@ class PostHogRecordingRetentionOperator(PostHogRecordingsBaseOperator):
         "cutoff",
         "dry_run",
         "max_deletions",
+        "archive_to",
+        "archive_conn_id",
     )
 
     noun = "deletions"
     operation = "retention"
-    counters = ("deleted", "already_gone", "skipped_ongoing", "missing", "would_delete")
+    counters = (
+        "deleted",
+        "already_gone",
+        "skipped_ongoing",
+        "missing",
+        "would_delete",
+        "archived",
+        "already_archived",
+        "not_archived",
+    )
     machine = MACHINE
     job_type = Job
 
@@ -159,9 +190,15 @@ class PostHogRecordingRetentionOperator(PostHogRecordingsBaseOperator):
         dry_run: bool | str = False,
         max_deletions: int | str | None = None,
         ongoing_window: timedelta = timedelta(minutes=5),
+        archive_to: str | None = None,
+        archive_conn_id: str | None = None,
+        manifest_identifiers: str = "hashed",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.archive_to = archive_to
+        self.archive_conn_id = archive_conn_id
+        self.manifest_identifiers = manifest_identifiers
         self.retention_days = retention_days
         self.cutoff = cutoff
         # The operator's own flag; it replaces BaseOperator's dry_run() debugging helper.
@@ -185,11 +222,14 @@ class PostHogRecordingRetentionOperator(PostHogRecordingsBaseOperator):
             dry_run=as_bool("dry_run", self.dry_run),
             max_deletions=as_optional_int("max_deletions", self.max_deletions, minimum=0),
             ongoing_window=self.ongoing_window,
+            archive=None
+            if self.archive_to in (None, "")
+            else archive_params(self.archive_to, self.archive_conn_id, self.manifest_identifiers),
         )
 
     def new_job(self, context: Context, params: Params) -> Job:
         cutoff = resolve_cutoff(self.retention_days, self.cutoff, context, datetime.now(UTC))
-        return Job(cutoff=isoformat(cutoff))
+        return Job(cutoff=isoformat(cutoff), salt=secrets.token_hex(16))
 
     def upgrade_v1(self, extra: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
         # 0.2.0 listed the whole selection again on every pass: deleting goes on from the top
@@ -252,9 +292,16 @@ class PostHogRecordingRetentionOperator(PostHogRecordingsBaseOperator):
             run.job.cutoff,
         )
         progress = Progress(run.log, "Would delete" if params.dry_run else "Deleted", run.job.total)
+        archiver = (
+            None
+            if params.archive is None or params.dry_run
+            else open_archiver(run, params.archive, run.job.salt)
+        )
         queries = self._queries(run)
         for page in run.walk(queries):
             doomed = self._decide(run, page)
+            if doomed and archiver is not None:
+                doomed = self._archive_first(run, page, doomed, archiver)
             if doomed:
                 self._check_cap(run, len(doomed))
                 self._delete_page(run, page, doomed, progress)
@@ -284,6 +331,28 @@ class PostHogRecordingRetentionOperator(PostHogRecordingsBaseOperator):
                 continue
             page.done(recording_id)
         return doomed
+
+    def _archive_first(
+        self, run: Run, page: Page, doomed: dict[str, dict[str, Any]], archiver: Archiver
+    ) -> dict[str, dict[str, Any]]:
+        """Archive the page's doomed recordings; only those safely archived go on to be
+        deleted. The others are kept, reported, and left for the next run."""
+        rows = [row for row in page.rows if row["id"] in doomed]
+        outcomes = archive_rows(run, archiver, rows)
+        safe = {}
+        for recording_id, times in doomed.items():
+            outcome = outcomes.get(recording_id)
+            if outcome is not None and outcome.safe:
+                run.count(outcome.status)
+                safe[recording_id] = times
+                continue
+            status = outcome.status if outcome is not None else "not tried"
+            reason = f"not archived ({status}: {outcome.reason if outcome else ''}); kept for the next run"
+            run.count("not_archived")
+            run.state.fail(recording_id, reason)
+            run.record(id=recording_id, **times, action="delete", result="not_deleted", reason=reason)
+            page.done(recording_id)
+        return safe
 
     def _check_cap(self, run: Run, more: int) -> None:
         """Never delete past ``max_deletions`` in one run, even if recordings appeared
@@ -358,6 +427,9 @@ class PostHogRecordingRetentionOperator(PostHogRecordingsBaseOperator):
             "missing": state.count("missing"),
             "dry_run": params.dry_run,
             "would_delete": state.count("would_delete"),
+            "archived": state.count("archived"),
+            "already_archived": state.count("already_archived"),
+            "not_archived": state.count("not_archived"),
         }
 
     def summary(self, run: Run, result: dict[str, Any]) -> RunSummary:
@@ -370,4 +442,5 @@ class PostHogRecordingRetentionOperator(PostHogRecordingsBaseOperator):
             remaining=int(result.get("remaining") or 0),
             dry_run=result["dry_run"],
             cutoff=result["cutoff"],
+            archived=result["archived"],
         )

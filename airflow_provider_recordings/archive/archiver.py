@@ -1,0 +1,173 @@
+"""Archive one recording: read its content from PostHog and write it, verified, to the store.
+
+The one mechanism both the archive operator and the retention operator (with
+``archive_to``) use. For each recording: if its archive is already there and verifies,
+nothing is fetched; otherwise the snapshot sources are listed (one call), the content is
+read in the largest ranges PostHog accepts (or the one long-term-storage object) and
+streamed, through :class:`~airflow_provider_recordings.archive.export.RecordingExportWriter`,
+into :meth:`~airflow_provider_recordings.archive.store.ArchiveStore.upload`, which counts
+it as archived only once written completely and read back. Then the manifest gets its
+line. Nothing of a recording is ever held in memory whole.
+
+Outcomes that concern one recording are returned (``archived``, ``already_archived``,
+``gone`` for a 410/404, ``unavailable`` for a 502 that outlived its retries,
+``failed``); what concerns the run (a key without ``session_recording:read``, the rate
+budget, a stop, a store that keeps refusing writes) is raised.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_recordings.archive.errors import ArchiveError, ArchiveStorageError
+from airflow_provider_recordings.archive.export import RecordingExportWriter
+from airflow_provider_recordings.archive.layout import archive_key
+from airflow_provider_recordings.archive.manifest import ManifestEntry
+from airflow_provider_recordings.core.errors import (
+    PostHogApiError,
+    PostHogAuthError,
+    PostHogRateLimitError,
+    PostHogStreamInterruptedError,
+)
+from airflow_provider_recordings.core.snapshots import (
+    SnapshotSourcesError,
+    is_blocks_unavailable,
+    parse_sources,
+    plan_content,
+    sources_request,
+)
+
+if TYPE_CHECKING:
+    from airflow_provider_recordings.archive.manifest import ManifestWriter
+    from airflow_provider_recordings.archive.store import ArchiveStore
+    from airflow_provider_recordings.hooks.posthog import PostHogHook
+
+ARCHIVED = "archived"
+ALREADY_ARCHIVED = "already_archived"
+GONE = "gone"
+UNAVAILABLE = "unavailable"
+FAILED = "failed"
+
+#: Outcomes after which the recording is safely in the archive (and may be deleted).
+SAFE = frozenset({ARCHIVED, ALREADY_ARCHIVED})
+
+#: Store failures in a row after which the run stops: the store is down, and every further
+#: recording would spend snapshot budget for nothing.
+STORE_FAILURES_IN_A_ROW = 3
+
+#: Times a recording whose content broke off mid-answer is read again from the start.
+STREAM_ATTEMPTS = 2
+
+
+@dataclass(frozen=True)
+class ArchiveOutcome:
+    """What became of one recording."""
+
+    recording_id: str
+    status: str
+    key: str
+    size: int | None = None
+    sha256: str | None = None
+    calls: int = 0
+    reason: str | None = None
+    sources: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def safe(self) -> bool:
+        return self.status in SAFE
+
+
+class Archiver:
+    """Archives recordings of one project into one store (thread-safe: one per run pass)."""
+
+    def __init__(
+        self, hook: PostHogHook, store: ArchiveStore, manifest: ManifestWriter, *, project_id: str
+    ) -> None:
+        self.hook = hook
+        self.store = store
+        self.manifest = manifest
+        self.project_id = project_id
+        self._lock = threading.Lock()
+        self._store_failures = 0
+
+    def key(self, recording: dict[str, Any]) -> str:
+        return archive_key(self.project_id, str(recording["id"]), recording["start_time"])
+
+    def archive(self, recording: dict[str, Any]) -> ArchiveOutcome:
+        recording_id = str(recording["id"])
+        key = self.key(recording)
+        if self.store.exists_and_verifies(key):
+            return ArchiveOutcome(recording_id, ALREADY_ARCHIVED, key)
+        calls = 0
+        try:
+            for attempt in range(1, STREAM_ATTEMPTS + 1):
+                try:
+                    outcome, used = self._fetch_and_store(recording, key)
+                    calls += used
+                    return outcome
+                except PostHogStreamInterruptedError:
+                    calls += 1
+                    if attempt == STREAM_ATTEMPTS:
+                        raise
+        except (PostHogAuthError, PostHogRateLimitError):
+            # A key without session_recording:read fails every recording: stop the run. A
+            # spent budget is the run's to wait for (it defers, and comes back to this one).
+            raise
+        except PostHogApiError as exc:
+            if exc.status in (404, 410):
+                return ArchiveOutcome(recording_id, GONE, key, calls=calls, reason=str(exc))
+            status = UNAVAILABLE if is_blocks_unavailable(exc) else FAILED
+            return ArchiveOutcome(recording_id, status, key, calls=calls, reason=str(exc))
+        except ArchiveStorageError as exc:
+            self._store_failed()
+            return ArchiveOutcome(recording_id, FAILED, key, calls=calls, reason=str(exc))
+        except (ArchiveError, SnapshotSourcesError, PostHogStreamInterruptedError) as exc:
+            return ArchiveOutcome(recording_id, FAILED, key, calls=calls, reason=str(exc))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _fetch_and_store(self, recording: dict[str, Any], key: str) -> tuple[ArchiveOutcome, int]:
+        recording_id = str(recording["id"])
+        sources = parse_sources(self.hook.send(sources_request(recording_id)), recording_id)
+        planned = plan_content(sources)
+        calls = 1
+        with self.store.upload(key) as upload:
+            writer = RecordingExportWriter(upload, recording_id=recording_id, person=recording.get("person"))
+            for content in planned:
+                self.hook.stream(content.request, writer.feed)
+                calls += 1
+                writer.end_of_content()
+            exported = writer.close()
+        archived = upload.result
+        assert archived is not None
+        described = [content.describe() for content in planned]
+        self.manifest.add(
+            ManifestEntry.for_archive(
+                archived,
+                recording_id=recording_id,
+                project_id=self.project_id,
+                start_time=recording.get("start_time"),
+                end_time=recording.get("end_time"),
+                distinct_id=recording.get("distinct_id"),
+                events=exported.events,
+                sources=described,
+                api_calls=calls,
+            )
+        )
+        with self._lock:
+            self._store_failures = 0
+        outcome = ArchiveOutcome(
+            recording_id, ARCHIVED, key, archived.size, archived.sha256, calls, sources=described
+        )
+        return outcome, calls
+
+    def _store_failed(self) -> None:
+        with self._lock:
+            self._store_failures += 1
+            failures = self._store_failures
+        if failures >= STORE_FAILURES_IN_A_ROW:
+            raise ArchiveStorageError(
+                f"archive_to: the store failed {failures} recordings in a row; stopping the run (the next "
+                "run archives what is missing)"
+            )
