@@ -161,6 +161,14 @@ _AUTH_HINTS = {
     403: "give its personal API key the scope the call needs, and access to the project in extra.project_id",
 }
 
+
+def _about_the_key(detail: str | None) -> bool:
+    """Whether a 403 is about the key's scopes or projects (which the connection can fix),
+    not an action PostHog refuses to every key (bulk delete, say)."""
+    text = (detail or "").lower()
+    return "scope" in text or "access to the requested project" in text
+
+
 _STATUS_ERRORS: dict[int, type[PostHogApiError]] = {
     400: PostHogBadRequestError,
     401: PostHogAuthError,
@@ -203,7 +211,7 @@ def interpret(
     fields: dict[str, Any] = {"method": request.method, "path": where.split(" ", 1)[1], "status": status}
     fields.update(detail=detail, code=code)
     message = f"{where} -> {status}: {detail or 'no detail given'}"
-    if status in _AUTH_HINTS:
+    if status == 401 or (status == 403 and _about_the_key(detail)):
         message += f" (PostHog connection {config.conn_id!r}: {_AUTH_HINTS[status]})"
     if status == 429:
         wait = parse_retry_after(headers.get("Retry-After"), now=now)

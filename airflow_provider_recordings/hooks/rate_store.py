@@ -188,9 +188,13 @@ def _redis_module() -> Any:
 def _unreachable(config: ClientConfig, exc: BaseException) -> PostHogConfigError:
     problem = f"cannot use the rate store at {masked_url(config.rate_limit_storage or '')}: {exc}"
     error_class = PostHogConfigError if isinstance(exc, ValueError) else PostHogStoreUnavailableError
+    # Name the setting the user wrote: the URL, or the Redis connection it came from.
+    field = (
+        "extra.rate_limit_redis_conn_id" if config.rate_limit_redis_conn_id else "extra.rate_limit_storage"
+    )
     return error_class(
-        f"PostHog connection {config.conn_id!r}: extra.rate_limit_storage: {problem}",
-        field="extra.rate_limit_storage",
+        f"PostHog connection {config.conn_id!r}: {field}: {problem}",
+        field=field,
         problem=problem,
     )
 

@@ -585,27 +585,33 @@ class PostHogRecordingErasureOperator(PostHogRecordingsBaseOperator):
     def _verify(self, run: Run) -> None:
         params: Params = run.params
         job: Job = run.job
-        remaining = sorted(row["id"] for row in self._recordings(run))
-        job.checks += 1
-        if not remaining:
-            job.verified_at = isoformat(datetime.now(UTC))
-            # What PostHog's job deleted is confirmed gone now.
-            gone = set(job.to_delete) - set(job.already_gone) - set(run.state.failed)
-            job.deleted = sorted(set(job.deleted) | gone)
-            job.status = "completed"
-            return
-        if job.verify_deadline is not None and time.time() < job.verify_deadline and params.deferrable:
+        while True:
+            remaining = sorted(row["id"] for row in self._recordings(run))
+            job.checks += 1
+            if not remaining:
+                job.verified_at = isoformat(datetime.now(UTC))
+                # What PostHog's job deleted is confirmed gone now.
+                gone = set(job.to_delete) - set(job.already_gone) - set(run.state.failed)
+                job.deleted = sorted(set(job.deleted) | gone)
+                job.status = "completed"
+                return
+            if job.verify_deadline is None or time.time() >= job.verify_deadline:
+                break
             run.log.info(
                 "%d recording(s) not gone yet; checking again in %.0f s",
                 len(remaining),
                 params.verify_interval,
             )
+            if not params.deferrable:
+                # Without a triggerer the worker waits (its stop still ends the wait at once).
+                run.hook.stop_event.wait(params.verify_interval)
+                continue
             from airflow_provider_recordings.triggers.resume import PostHogBudgetTrigger
 
             resume_at = time.time() + params.verify_interval
             run.wait(
-                lambda carried: PostHogBudgetTrigger(
-                    resume_at=resume_at, reason="waiting for PostHog to delete recordings", state=carried
+                lambda carried, at=resume_at: PostHogBudgetTrigger(
+                    resume_at=at, reason="waiting for PostHog to delete recordings", state=carried
                 ),
                 timeout=params.verify_interval,
                 reason=f"{len(remaining)} recording(s) not gone yet",

@@ -60,6 +60,14 @@ PLAYLIST_PASSES = 2
 OLDER_CHOICES = ("auto", "scan", "skip")
 
 
+def one_year_before(moment: datetime) -> datetime:
+    """``-1y`` as PostHog reads it (a 29 February goes back to the 28th)."""
+    try:
+        return moment.replace(year=moment.year - 1)
+    except ValueError:
+        return moment.replace(year=moment.year - 1, day=28)
+
+
 def masked_link(base_url: str, token: Any) -> str | None:
     """The public link with all but the last few characters of its token hidden."""
     if not isinstance(token, str) or not token:
@@ -301,7 +309,7 @@ class PostHogSharingAuditOperator(PostHogRecordingsBaseOperator):
                     unreturned,
                 )
             return Phase.DONE
-        older_than = datetime.now(UTC).replace(year=datetime.now(UTC).year - 1)
+        older_than = one_year_before(datetime.now(UTC))
         job.older_than = isoformat(older_than)
         run.log.info(
             "PostHog counts %d public link(s) it did not return; reading the sharing of every selected "

@@ -97,6 +97,8 @@ class Run:
         )
         #: Ids that changed in PostHog but whose outcome could not be written down.
         self.unreported: list[str] = []
+        #: The first failed write of the report: the run stops, and fails naming ``unreported``.
+        self.output_error: PostHogOutputError | None = None
         # The hook may have served an earlier pass (Airflow 2's `dags test` resumes on the
         # same operator): count only what this pass sends.
         started = hook.stats.snapshot()
@@ -117,24 +119,34 @@ class Run:
         self.state.add(name, amount)
 
     def record(self, *, changed: bool = False, **line: Any) -> None:
-        """Write one line of the audit report. When the line cannot be written, the run
-        stops (no new request), and a recording that ``changed`` is kept to be named."""
-        try:
-            self.report.write(**line)
-        except PostHogOutputError:
-            self.hook.stop()
-            if changed:
-                self.unreported.append(str(line.get("id")))
-            raise
+        """Write one line of the audit report.
+
+        Once a line cannot be written, the run stops (no new request starts) and writes
+        nothing more; every recording that ``changed`` from then on is kept to be named in
+        the failure, the log and XCom, so none of them goes unrecorded.
+        """
+        if self.output_error is None:
+            try:
+                self.report.write(**line)
+                return
+            except PostHogOutputError as exc:
+                self.output_error = exc
+                self.hook.stop()
+        if changed:
+            self.unreported.append(str(line.get("id")))
 
     def record_unknown(self, item_id: str, action: str) -> None:
         """A request for ``item_id`` was in flight when the run stopped: its outcome is unknown."""
         self.log.warning(
             "%s of %s was in flight when the run stopped; its outcome is unknown", action, item_id
         )
+        if self.output_error is not None:
+            self.unreported.append(item_id)
+            return
         try:
             self.report.write(id=item_id, action=action, result="unknown")
-        except PostHogOutputError:
+        except PostHogOutputError as exc:
+            self.output_error = exc
             self.unreported.append(item_id)
 
     def stopped_by(self, exc: BaseException) -> None:
@@ -352,6 +364,8 @@ def _go(run: Run) -> Any:
             phase = machine.advance(phase, following)
             state.phase = str(phase.value)
             state.event = None
+        if run.output_error is not None:
+            raise run.output_error
     except PostHogRateLimitError as exc:
         stop = run.defer_for_budget(exc)
     except PostHogBudgetExhaustedError as exc:
@@ -365,6 +379,9 @@ def _go(run: Run) -> Any:
     except TaskDeferred:
         raise
     except BaseException as exc:
+        if run.output_error is not None:
+            # The report failed first; what stopped the run after it is its consequence.
+            fail_unreported(run, run.output_error)
         # Killed, timed out, interrupted or failed: the report says when and why it stopped.
         run.stopped_by(exc)
         raise

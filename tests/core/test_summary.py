@@ -25,7 +25,9 @@ def test_every_field_is_documented_and_counts_are_never_identifiers():
     for item in dataclasses.fields(RunSummary):
         assert item.metadata["doc"], item.name
         assert item.type in ("int", "bool", "str", "str | None"), item.name
-    assert not {"recording_id", "distinct_id", "token", "api_key"} & {f.name for f in dataclasses.fields(RunSummary)}
+    assert not {"recording_id", "distinct_id", "token", "api_key"} & {
+        f.name for f in dataclasses.fields(RunSummary)
+    }
 
 
 def test_changed_counts_what_the_run_changed():

@@ -243,7 +243,7 @@ def test_a_store_with_a_password_is_named_by_a_redis_connection(emulator, connec
         redis_connection(monkeypatch, "store", server, "not-the-s3cret-password")
         with pytest.raises(
             PostHogConfigError,
-            match=r"extra.rate_limit_storage: cannot use the rate store at redis://:\*\*\*@",
+            match=r"extra.rate_limit_redis_conn_id: cannot use the rate store at redis://:\*\*\*@",
         ) as raised:
             PostHogHook().config  # noqa: B018
         assert "s3cret" not in str(raised.value)

@@ -237,7 +237,9 @@ def test_resuming_on_the_same_operator_counts_each_call_once(budget_emulator):
     doomed = expired(budget_emulator, 2 * PER_HOUR)
     ti = XComRecorder()
     context = {"ti": ti, "data_interval_end": datetime.now(UTC)}
-    operator = PostHogRecordingRetentionOperator(task_id="r", retention_days=90, deferrable=True, max_workers=2)
+    operator = PostHogRecordingRetentionOperator(
+        task_id="r", retention_days=90, deferrable=True, max_workers=2
+    )
     call = lambda: operator.execute(context)  # noqa: E731
     for _ in range(50):
         try:

@@ -305,3 +305,17 @@ def test_bad_selectors_fail_before_any_request(emulator, posthog_conn, tmp_path,
 def test_arguments_of_other_operators_are_refused(tmp_path):
     with pytest.raises(ValueError, match="not filters"):
         erasure(tmp_path, filters={"date_from": "-1d"})
+
+
+def test_without_deferrable_the_verification_waits_in_the_worker(emulator, posthog_conn, tmp_path):
+    # No triggerer: PostHog's job is waited for in the worker, between checks, instead of
+    # deleting everything one by one at once.
+    seeded = seed_person(emulator)
+    job_runs_after_a_few_checks(emulator)
+    result = erasure(tmp_path, deferrable=False).execute(
+        {"ti": XComRecorder(), "data_interval_end": datetime.now(UTC)}
+    )
+    assert emulator.recording_ids() == seeded["others"]
+    assert (result["status"], result["route"], result["verified"]) == ("completed", "person", True)
+    assert not [r for r in emulator.requests if r.method == "DELETE"], "PostHog's job deleted them"
+    assert receipt(tmp_path)["verification"]["checks"] >= 2
