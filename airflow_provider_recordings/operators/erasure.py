@@ -44,6 +44,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.providers.common.compat.sdk import AirflowFailException, conf
@@ -119,6 +120,11 @@ def parse_person_uuid(value: Any) -> str | None:
             f"person_uuid must be a person's UUID (8-4-4-4-12 hexadecimal digits), got {str(value)[:60]!r}"
         )
     return value.strip().lower()
+
+
+def _verify_trigger(trigger: Any, resume_at: float, carried: dict[str, Any]) -> Any:
+    """The wait for PostHog's deletion job between two verification checks."""
+    return trigger(resume_at=resume_at, reason="waiting for PostHog to delete recordings", state=carried)
 
 
 class Phase(enum.Enum):
@@ -608,10 +614,11 @@ class PostHogRecordingErasureOperator(PostHogRecordingsBaseOperator):
                 continue
             from airflow_provider_recordings.triggers.resume import PostHogBudgetTrigger
 
-            resume_at = time.time() + params.verify_interval
             run.wait(
-                lambda carried, at=resume_at: PostHogBudgetTrigger(
-                    resume_at=at, reason="waiting for PostHog to delete recordings", state=carried
+                partial(
+                    _verify_trigger,
+                    PostHogBudgetTrigger,
+                    time.time() + params.verify_interval,
                 ),
                 timeout=params.verify_interval,
                 reason=f"{len(remaining)} recording(s) not gone yet",
