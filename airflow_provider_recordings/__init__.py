@@ -6,6 +6,6 @@ nothing here touches the network or imports Airflow's heavier modules.
 
 from __future__ import annotations
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = ["__version__"]

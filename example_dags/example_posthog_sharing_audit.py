@@ -9,10 +9,11 @@ failure alerts reach someone) and writes a JSON Lines report with each shared re
 and its masked link. After review, trigger it with ``{"disable_shared": true}`` to turn
 every link off; the operator reads each one back to verify it is gone.
 
-Cost: one sharing read per recording in the selection (plus two calls per shared one),
-against PostHog's budget of 240 calls a minute and 1,200 an hour per key, so the
-selection defaults to the recordings of the last 30 days. Pass ``{"filters": {}}`` to
-audit every recording the key can see.
+Cost: PostHog's built-in list of shared recordings names them, so the audit reads (and,
+when asked, disables and reads back) only those: a few calls a week, whatever the size of
+the project, and none of the list endpoint's scarce budget. On a server without that list
+(older and self-hosted PostHog) it reads every selected recording's sharing instead (one
+call each, against 480 sharing calls a minute and 4,800 an hour per key).
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ with DAG(
             True, type="boolean", description="Fail the run when public links remain at the end."
         ),
         "filters": Param(
-            {"date_from": "-30d"},
+            {},
             type="object",
-            description="PostHog list filters choosing the recordings to audit; {} audits all of them.",
+            description="PostHog list filters choosing the recordings to audit; {} (the default) audits all of "
+            "them through PostHog's list of shared recordings.",
         ),
         "report_dir": Param(
             "/tmp/posthog-sharing-audit",

@@ -7,7 +7,7 @@ a support ticket, sending a usability-test session to review, or exporting them,
 start only once those sessions are complete.
 
 Trigger the DAG per user, e.g. from a support tool through Airflow's REST API or with
-``airflow dags trigger posthog_wait_for_ongoing -c '{"distinct_id": "user-42"}'``. The
+``airflow dags trigger posthog_wait_for_ongoing -c '{"distinct_ids": ["user-42"]}'``. The
 sensor defers while it waits, so no worker slot is held: the triggerer polls PostHog
 every ``POLL_EVERY`` with one list call. ``summarize_sessions`` then receives the
 finished recordings (id, end time, duration); replace it with the real hand-off.
@@ -38,10 +38,12 @@ with DAG(
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     params={
-        "distinct_id": Param(
-            type="string",
-            minLength=1,
-            description="PostHog distinct id of the user whose sessions to wait for.",
+        # A list, as PostHog's filter takes it (a user may have several distinct ids).
+        "distinct_ids": Param(
+            type="array",
+            items={"type": "string", "minLength": 1},
+            minItems=1,
+            description="PostHog distinct ids of the user whose sessions to wait for.",
         ),
         "posthog_conn_id": Param(
             "posthog_default", type="string", minLength=1, description="The PostHog connection to use."
@@ -51,7 +53,7 @@ with DAG(
 ) as dag:
     wait_for_sessions = PostHogOngoingRecordingsSensor(
         task_id="wait_for_sessions",
-        filters={"distinct_ids": ["{{ params.distinct_id }}"], "date_from": "-1d"},
+        filters='{"distinct_ids": {{ params.distinct_ids | tojson }}, "date_from": "-1d"}',
         posthog_conn_id="{{ params.posthog_conn_id }}",
         deferrable=True,
         poke_interval=POLL_EVERY.total_seconds(),
@@ -65,14 +67,14 @@ with DAG(
         """What the hand-off needs: which sessions, and how much there is to watch."""
         total = sum(int(r.get("recording_duration") or 0) for r in recordings)
         summary = {
-            "distinct_id": (params or {}).get("distinct_id"),
+            "distinct_ids": (params or {}).get("distinct_ids"),
             "recordings": len(recordings),
             "total_duration_seconds": total,
             "recording_ids": [r["id"] for r in recordings],
         }
         log.info(
             "Sessions of %s: %d finished recording(s), %d s in total",
-            summary["distinct_id"],
+            summary["distinct_ids"],
             summary["recordings"],
             total,
         )

@@ -137,7 +137,7 @@ if [ "$mode" = emulator ]; then
   summary mark --state "$state"
   say "  $user is being recorded right now: the sensor defers until the session ends"
   started="$(now)"
-  "$airflow" dags test posthog_wait_for_ongoing --conf "{\"distinct_id\": \"$user\"}" \
+  "$airflow" dags test posthog_wait_for_ongoing --conf "{\"distinct_ids\": [\"$user\"]}" \
     >"$logs/wait-for-ongoing.log" 2>&1 &
   dag_pid=$!
   # Once the sensor has seen the session live, five quiet minutes pass on the emulator's

@@ -181,7 +181,7 @@ def describe_seed(emulator: PostHogEmulator, days: float) -> list[str]:
         )
     if owned:
         listed = ", ".join(f"{d} ({n} recordings)" for d, n in owned.items())
-        lines.append(f"  {len(owned)} person(s) to erase (posthog_erasure): {listed}")
+        lines.append(f"  {len(owned)} person(s) to erase (posthog_erasure_request): {listed}")
     return lines
 
 

@@ -225,14 +225,14 @@ def test_wait_for_ongoing_resumes_once_the_sessions_end(airflow_cli: AirflowCli,
     assert live["ongoing"] is True
 
     polls = end_session_once_deferred(emulator, user)
-    run = airflow_cli.dags_test("posthog_wait_for_ongoing", {"distinct_id": user}, emulator).check()
+    run = airflow_cli.dags_test("posthog_wait_for_ongoing", {"distinct_ids": [user]}, emulator).check()
 
     assert len(polls) >= 2, "the sensor never deferred: the session should have been live at first"
     assert "still ongoing" in run.output
     waited = airflow_cli.xcom("posthog_wait_for_ongoing", "wait_for_sessions")
     assert {row["id"] for row in waited} == {r["id"] for r in [*finished, live]}
     summary = airflow_cli.xcom("posthog_wait_for_ongoing", "summarize_sessions")
-    assert summary["distinct_id"] == user
+    assert summary["distinct_ids"] == [user]
     assert summary["recordings"] == 3
     assert summary["total_duration_seconds"] == sum(row["recording_duration"] for row in waited)
     assert summary["total_duration_seconds"] == 3600 + 60 + 12 * 60

@@ -57,7 +57,7 @@ def test_examples_triggered_without_a_logical_date(
         ),
         "posthog_mark_viewed": deployment.trigger("posthog_mark_viewed"),
         "posthog_wait_for_ongoing": deployment.trigger(
-            "posthog_wait_for_ongoing", {"distinct_id": LIVE_USER, "posthog_conn_id": "posthog_db"}
+            "posthog_wait_for_ongoing", {"distinct_ids": [LIVE_USER], "posthog_conn_id": "posthog_db"}
         ),
     }
     if AIRFLOW_V3:

@@ -42,7 +42,7 @@ def test_the_triggerer_dies_while_a_sensor_and_a_retention_run_are_deferred(
     emulator = emulator_for_run
     project = seed(emulator, expired=BACKLOG + 600)
     retention = deployment.trigger("posthog_retention", {"report_dir": str(tmp_path), "max_deletions": 5000})
-    sensor = deployment.trigger("posthog_wait_for_ongoing", {"distinct_id": LIVE_USER})
+    sensor = deployment.trigger("posthog_wait_for_ongoing", {"distinct_ids": [LIVE_USER]})
     wait_until(
         lambda: (
             task_state(deployment, "posthog_retention", retention, "delete_expired") == "deferred"
