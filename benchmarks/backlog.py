@@ -201,7 +201,8 @@ def run(section: Section, sizes: BacklogSizes) -> None:
         f"with deferrable=True, max_workers={sizes.max_workers}, max_retry_wait={PRODUCTION_RETRY_CAP:g} s "
         "scaled; the trigger's run() is awaited as the triggerer would, then execute_resume on a fresh "
         f"operator. {measured.deferrals} deferrals spent {measured.waited:.0f} of {measured.seconds:.0f} s "
-        "waiting for the budget. Every pass lists what is still expired (the ids do not travel through "
-        "the deferral), which is where the calls above the minimum come from. The emulator checked that "
-        "exactly the expired recordings are gone."
+        "waiting for the budget. The run walks the listing once, deleting each page before listing the "
+        "next; a resumed pass lists the page it was working on again (its place crosses the deferral), "
+        "which is where the list calls above the minimum come from. The emulator checked that exactly the "
+        "expired recordings are gone."
     )
