@@ -45,6 +45,7 @@ from airflow_provider_recordings.core.retry import RetryPolicy
 from airflow_provider_recordings.core.stats import CallStats
 from airflow_provider_recordings.hooks.connection import (
     choose_limiter,
+    mask_answer,
     read_config,
     sharing_object,
     store_conn_id,
@@ -337,7 +338,9 @@ class PostHogHook(BaseHook):
         finally:
             core.answered(call)
         try:
-            return core.answer(request, response.status_code, response.headers, body, self.log)
+            return mask_answer(
+                request.kind, core.answer(request, response.status_code, response.headers, body, self.log)
+            )
         except PostHogRateLimitError as exc:
             # Everyone sharing the windows waits as long as PostHog asked, at once, even
             # when the wait is too long for this task to sleep and it stops or defers.
