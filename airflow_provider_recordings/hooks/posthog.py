@@ -318,6 +318,11 @@ class PostHogHook(BaseHook):
             wait, call = core.wait_before(request)
         while announce:
             announce.pop()()
+        if core.stopped.is_set():
+            # Announcing it stopped the run (its report line could not be written), or a
+            # stop came meanwhile: the request does not go out.
+            core.answered(call)
+            raise PostHogStoppedError("the run was stopped; no new request was sent")
         config = core.config
         broken = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
         try:
