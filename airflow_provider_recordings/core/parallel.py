@@ -9,11 +9,14 @@ every finished item through ``on_result`` and so knows exactly where it stopped.
 A stop from outside (Airflow's ``on_kill``, or a timeout or interrupt raised in the
 calling thread) is different: nothing more starts, the calling thread does not wait for
 the items in flight (their answers may never come), and ``on_abandoned`` names each of
-them so the caller can report its outcome as unknown.
+them so the caller can report its outcome as unknown. An item whose result the caller
+could not take (``on_result`` raised, e.g. its report could not be written) is named
+the same way.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -79,18 +82,25 @@ def _run_in_turn(
         if stop.is_set():
             raise _stopped()
         try:
-            result = work(item)
+            result: Result | None = work(item)
+            error: BaseException | None = None
         except Exception as exc:
             if not is_item_failure(exc):
                 raise
-            on_result(item, None, exc)
+            result, error = None, exc
         except BaseException:
             # A timeout or interrupt mid-call: whether PostHog got the request is unknown.
             stop.set()
             on_abandoned(item)
             raise
-        else:
-            on_result(item, result, None)
+        try:
+            on_result(item, result, error)
+        except BaseException:
+            # The caller could not take the outcome (its report failed, or it was
+            # interrupted): to the caller it is unknown.
+            stop.set()
+            on_abandoned(item)
+            raise
 
 
 def _run_in_threads(
@@ -104,10 +114,22 @@ def _run_in_threads(
     fatal: BaseException | None = None
     fatal_seen = threading.Event()
     iterator = iter(items)
+    numbers = itertools.count()
+    lock = threading.Lock()
+    #: Items a worker took up whose outcome the calling thread has not taken yet, by
+    #: submission: what is abandoned when the run stops from outside. Kept by the workers
+    #: themselves, so an item submitted just as the calling thread is interrupted (before
+    #: it could note the item's future) is still accounted for.
+    taken: dict[int, Item] = {}
 
-    def guarded(item: Item) -> Result | _NotStarted:
-        # Checked in the worker thread, so an item queued before a stop never starts after it.
+    def guarded(number: int, item: Item) -> Result | _NotStarted:
+        with lock:
+            taken[number] = item
+        # Checked in the worker thread after the item is counted as taken, so an item
+        # queued before a stop never starts after it, and one that starts is accounted for.
         if stop.is_set() or fatal_seen.is_set():
+            with lock:
+                del taken[number]
             return _NOT_STARTED
         try:
             return work(item)
@@ -117,7 +139,7 @@ def _run_in_threads(
             raise
 
     pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="posthog")
-    running: dict[Future[Result | _NotStarted], Item] = {}
+    running: dict[Future[Result | _NotStarted], tuple[int, Item]] = {}
 
     def fill() -> None:
         while not (stop.is_set() or fatal_seen.is_set()) and len(running) < max_workers * 2:
@@ -125,9 +147,10 @@ def _run_in_threads(
                 item = next(iterator)
             except StopIteration:
                 return
-            running[pool.submit(guarded, item)] = item
+            number = next(numbers)
+            running[pool.submit(guarded, number, item)] = (number, item)
 
-    def settle(future: Future[Result | _NotStarted], item: Item) -> None:
+    def settle(future: Future[Result | _NotStarted], number: int, item: Item) -> None:
         nonlocal fatal
         error = future.exception()
         if error is None:
@@ -138,27 +161,31 @@ def _run_in_threads(
             on_result(item, None, error)
         elif fatal is None:
             fatal = error
+        # Only once the caller took the outcome: if on_result raised, the item is abandoned.
+        with lock:
+            taken.pop(number, None)
 
     try:
         fill()
         while running:
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                settle(future, running.pop(future))
+                settle(future, *running.pop(future))
             fill()
     except BaseException:
         # Stopped from outside (a timeout, an interrupt) or on_result failed: start
         # nothing more, do not wait for answers that may never come.
         stop.set()
-        for future, item in list(running.items()):
-            if future.cancel():
-                continue
-            if future.done():
-                try:
-                    settle(future, item)
-                    continue
-                except Exception:
-                    pass
+        for future, (number, item) in list(running.items()):
+            if future.cancel() or not future.done():
+                continue  # never started, or still running (then it is in `taken`)
+            try:
+                settle(future, number, item)
+            except Exception:
+                pass  # its outcome could not be taken: it stays in `taken`
+        with lock:
+            left = sorted(taken.items(), key=lambda entry: entry[0])
+        for _, item in left:
             on_abandoned(item)
         pool.shutdown(wait=False, cancel_futures=True)
         raise

@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from airflow_provider_recordings.core.config import ClientConfig, config_from_connection
+from airflow_provider_recordings.core.config import SHARING, ClientConfig, config_from_connection
 from airflow_provider_recordings.core.errors import PostHogConfigError
 from airflow_provider_recordings.core.ratelimit import AsyncRateWindows, RateLimiter, SyncRateWindows
 from airflow_provider_recordings.masking import mask
@@ -98,6 +98,14 @@ def choose_limiter(
         return windows
     shared: SyncRateWindows = rate_store.SharedRateLimiter(config, clock=clock, log=log)
     return shared
+
+
+def mask_answer(kind: str, data: Any) -> Any:
+    """An answer as either driver hands it over, the secrets it carries (a live sharing
+    link's access token) registered with the masker first."""
+    if kind == SHARING:
+        sharing_object(data)
+    return data
 
 
 def sharing_object(data: Any) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from airflow_provider_recordings.core.retry import RetryPolicy
 from airflow_provider_recordings.core.stats import CallStats
 from airflow_provider_recordings.hooks.connection import (
     choose_limiter,
+    mask_answer,
     read_config,
     sharing_object,
     store_conn_id,
@@ -317,6 +318,11 @@ class PostHogHook(BaseHook):
             wait, call = core.wait_before(request)
         while announce:
             announce.pop()()
+        if core.stopped.is_set():
+            # Announcing it stopped the run (its report line could not be written), or a
+            # stop came meanwhile: the request does not go out.
+            core.answered(call)
+            raise PostHogStoppedError("the run was stopped; no new request was sent")
         config = core.config
         broken = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
         try:
@@ -337,7 +343,9 @@ class PostHogHook(BaseHook):
         finally:
             core.answered(call)
         try:
-            return core.answer(request, response.status_code, response.headers, body, self.log)
+            return mask_answer(
+                request.kind, core.answer(request, response.status_code, response.headers, body, self.log)
+            )
         except PostHogRateLimitError as exc:
             # Everyone sharing the windows waits as long as PostHog asked, at once, even
             # when the wait is too long for this task to sleep and it stops or defers.

@@ -21,7 +21,12 @@ from airflow_provider_recordings.core.errors import PostHogRateLimitError
 from airflow_provider_recordings.core.pagination import DEFAULT_PAGE_SIZE, RecordingPager
 from airflow_provider_recordings.core.protocol import ApiRequest, request_headers
 from airflow_provider_recordings.core.retry import RetryPolicy
-from airflow_provider_recordings.hooks.connection import choose_limiter, read_config, store_conn_id
+from airflow_provider_recordings.hooks.connection import (
+    choose_limiter,
+    mask_answer,
+    read_config,
+    store_conn_id,
+)
 
 #: Modules the first request would import on the event loop (httpx's async transport,
 #: tenacity's async retry loop).
@@ -151,8 +156,11 @@ class AsyncPostHogClient:
         finally:
             await self.core.aanswered(call)
         try:
-            return self.core.answer(
-                request, response.status_code, response.headers, response.content, self._log
+            return mask_answer(
+                request.kind,
+                self.core.answer(
+                    request, response.status_code, response.headers, response.content, self._log
+                ),
             )
         except PostHogRateLimitError as exc:
             if exc.retry_after:  # as in the sync hook: everyone waits, at once

@@ -510,6 +510,15 @@ class PostHogRecordingErasureOperator(PostHogRecordingsBaseOperator):
             job.routes = {person.uuid: "none" for person in job.persons}
             run.log.info("Erasure request %s: no recording to delete", params.request_id)
             return
+        # The receipt names what is about to go before the first delete does: should a
+        # later write fail, a rerun can still say which recordings may have been erased.
+        self._write_receipt(
+            params,
+            job,
+            state_calls=(run.state.api_calls, run.state.calls_by_kind),
+            deferrals=run.state.deferrals,
+            failed=run.state.failed,
+        )
         by_person = self._delete_by_person(run) if params.use_person_route else set()
         for person in job.persons:
             job.routes.setdefault(person.uuid, ROUTE_RECORDINGS)

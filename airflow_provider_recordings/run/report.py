@@ -11,12 +11,17 @@ out), so a run killed halfway still leaves a record of every request it sent.
 from __future__ import annotations
 
 import json
+import os
+import stat
 import threading
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
 from airflow_provider_recordings.core.errors import PostHogConfigError, PostHogOutputError
+
+#: Ending of the file a local JSON document is written to before it replaces the old one.
+PARTIAL = ".partial"
 
 
 def _describe(exc: BaseException) -> str:
@@ -29,15 +34,17 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def open_for_writing(parameter: str, target: str, mode: str) -> IO[str]:
+def open_for_writing(parameter: str, target: str, mode: str, *, suffix: str = "") -> IO[str]:
     """A text file to write: a local path (folders made as needed) or an object-storage URL.
 
     Any failure is a :class:`PostHogConfigError` naming ``parameter``: this is called
     before the run changes anything, so the task fails at once and is not retried.
+    ``suffix`` opens a local file of that name beside ``target`` instead (messages still
+    name ``target``).
     """
     try:
         if "://" not in target:
-            path = Path(target).expanduser()
+            path = Path(target + suffix).expanduser()
             path.parent.mkdir(parents=True, exist_ok=True)
             return path.open(mode, encoding="utf-8")
         from airflow.providers.common.compat.sdk import ObjectStoragePath
@@ -115,14 +122,38 @@ class AuditReport:
         self.close()
 
 
+def _replaceable(target: str) -> bool:
+    """Whether ``target`` is a local path that a new file may be renamed over: nothing is
+    there yet, or a plain file (not a symlink, a device such as ``/dev/full``, a pipe)."""
+    if "://" in target:
+        return False
+    try:
+        return stat.S_ISREG(os.lstat(Path(target).expanduser()).st_mode)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False  # e.g. a file where a folder should be: opening it says so
+
+
 def write_json(parameter: str, target: str, document: dict[str, Any]) -> None:
-    """Write one JSON document (a receipt) whole; failures name ``parameter``."""
-    handle = open_for_writing(parameter, target, "w")
+    """Write one JSON document (a receipt) whole; failures name ``parameter``.
+
+    A local file is written beside ``target`` and then renamed over it, so a write that
+    fails (a full disk) leaves the earlier document there as it was: an erasure's rerun
+    reads it to say what an earlier attempt may have erased. (Object storage replaces
+    an object only once the new one is uploaded whole.)
+    """
+    suffix = PARTIAL if _replaceable(target) else ""
+    handle = open_for_writing(parameter, target, "w", suffix=suffix)
     try:
         with handle:
             json.dump(document, handle, indent=2, sort_keys=True)
             handle.write("\n")
+        if suffix:
+            os.replace(Path(target + suffix).expanduser(), Path(target).expanduser())
     except Exception as exc:
+        if suffix:
+            Path(target + suffix).expanduser().unlink(missing_ok=True)
         raise PostHogOutputError(
             f"{parameter}: writing {target!r} failed ({_describe(exc)})", parameter=parameter
         ) from exc
