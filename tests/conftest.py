@@ -148,6 +148,15 @@ class CapturedLogs:
         self._seen += [out, err]
         return "".join(self._seen) + self._caplog.text
 
+    def count(self, fragment: str) -> int:
+        """How many times ``fragment`` was logged. Airflow 2 writes each line both to the
+        captured output and to logging's records, Airflow 3 to the output only; each is
+        counted once."""
+        self.text  # noqa: B018 - read what is pending
+        printed = "".join(self._seen).count(fragment)
+        recorded = sum(fragment in record.getMessage() for record in self._caplog.records)
+        return max(printed, recorded)
+
 
 @pytest.fixture(autouse=True)
 def logs(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> Iterator[CapturedLogs]:

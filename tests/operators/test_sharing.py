@@ -237,7 +237,7 @@ def test_without_the_shared_list_the_audit_scans_and_says_so_once(
     assert result["route"] == "scan"
     assert result["shared_recording_ids"] == shared_ids
     assert len(sharing_reads(emulator)) == 40
-    assert logs.text.count("cannot be used") == 1
+    assert logs.count("cannot be used") == 1
 
 
 def test_password_protected_links_are_reported_as_such(emulator, posthog_conn, run_operator, tmp_path):
