@@ -83,6 +83,15 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
 }
 
 
+#: The ``posthog`` asset URIs: one asset per project (:mod:`airflow_provider_recordings.assets`).
+ASSET_URIS: dict[str, Any] = {
+    "schemes": ["posthog", "posthog+http"],
+    "handler": f"{PACKAGE}.assets.sanitize_uri",
+    "factory": f"{PACKAGE}.assets.create_asset",
+    "to_openlineage_converter": f"{PACKAGE}.assets.convert_asset_to_openlineage",
+}
+
+
 def get_provider_info() -> dict[str, Any]:
     """Return the provider description Airflow's ProvidersManager expects."""
     return {
@@ -118,6 +127,9 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": [f"{PACKAGE}.operators.base.PostHogRecordingsLink"],
+        # The same entry under both keys: Airflow 3 reads only asset-uris, 2.11 only dataset-uris.
+        "asset-uris": [ASSET_URIS],
+        "dataset-uris": [ASSET_URIS],
         "connection-types": [
             {
                 "hook-class-name": f"{PACKAGE}.hooks.posthog.PostHogHook",

@@ -77,9 +77,21 @@ def test_every_listed_module_and_class_imports():
             for module in entry["python-modules"]:
                 importlib.import_module(module)
     dotted = [*info["extra-links"], info["connection-types"][0]["hook-class-name"]]
+    for entry in info["asset-uris"]:
+        dotted += [entry["handler"], entry["factory"], entry["to_openlineage_converter"]]
     for path in dotted:
         module, name = path.rsplit(".", 1)
         assert callable(getattr(importlib.import_module(module), name)), path
+
+
+def test_asset_uris_are_registered_for_airflow_3_and_2():
+    """Airflow 3 reads only ``asset-uris``, 2.11 only ``dataset-uris``; both need
+    ``schemes`` and ``handler`` or the entry is skipped without a word."""
+    info = get_provider_info()
+    assert info["asset-uris"] == info["dataset-uris"]
+    [entry] = info["asset-uris"]
+    assert entry["schemes"] == ["posthog", "posthog+http"]
+    assert {"schemes", "handler", "factory", "to_openlineage_converter"} <= set(entry)
 
 
 # -- the connection form -----------------------------------------------------------------------
