@@ -226,17 +226,16 @@ def emit_budget(conn_id: str, windows: Iterable[Mapping[str, Any]] | None) -> No
     _safely("sending the rate budget", send)
 
 
-def shared_budget(limiter: Any) -> list[dict[str, Any]]:
-    """The windows of a shared rate store, for :func:`emit_budget`; empty for a limiter of
-    the process's own (its windows say nothing about the key's budget) or when the store
-    does not answer. Never raises."""
-    read = getattr(limiter, "budget_left", None)
-    if read is None or not getattr(limiter, "shared", False):
-        return []
+def shared_budget(source: Any) -> list[dict[str, Any]]:
+    """The windows of a shared rate store, for :func:`emit_budget`, from a hook (after its
+    pass: its client is built) or its limiter. Empty for windows of the process's own (they
+    say nothing about the key's budget) or when the store does not answer. Never raises."""
     found: list[dict[str, Any]] = []
 
     def collect() -> None:
-        found.extend(read())
+        limiter = getattr(source, "limiter", source)
+        if getattr(limiter, "shared", False) and hasattr(limiter, "budget_left"):
+            found.extend(limiter.budget_left())
 
     _safely("reading the shared rate budget", collect)
     return found

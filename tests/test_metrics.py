@@ -236,6 +236,13 @@ def test_shared_budget_is_empty_for_a_process_own_windows() -> None:
 
     assert metrics.shared_budget(Broken()) == []
 
+    class Unusable:  # a hook whose connection cannot be read
+        @property
+        def limiter(self) -> Any:
+            raise ValueError("extra.project_id: is required")
+
+    assert metrics.shared_budget(Unusable()) == []
+
 
 # -- through Airflow's Stats, to a real StatsD listener ------------------------------------------
 
@@ -358,7 +365,7 @@ for recording_id in ids:
     deleted += 1
 spent = metrics.stats_since(before, hook.stats.snapshot())
 metrics.emit_pass("retention", "posthog_default", spent, {"deleted": deleted, "failed": 0}, deferred=False)
-metrics.emit_budget("posthog_default", metrics.shared_budget(hook.limiter))
+metrics.emit_budget("posthog_default", metrics.shared_budget(hook))
 print(json.dumps(spent))
 """
 
