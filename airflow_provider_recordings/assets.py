@@ -129,9 +129,10 @@ def _origin(uri: SplitResult) -> tuple[str, str, int]:
 
 def project_of(uri: str) -> tuple[tuple[str, str, int], str]:
     """The instance's origin ``(scheme, host, port)`` and the project id an asset URI names."""
-    normal = sanitize_uri(urlsplit(uri))
-    if _is_legacy(normal):
-        raise _fail(normal, "the URI names no PostHog instance or project")
+    parsed = urlsplit(uri)
+    if _is_legacy(parsed):
+        raise _fail(parsed, "the URI names no PostHog instance or project")
+    normal = sanitize_uri(parsed)
     return _origin(normal), normal.path.split("/")[2]
 
 
