@@ -59,6 +59,13 @@ def test_names_are_short_and_plain() -> None:
         assert len(f"airflow.{name}") <= 63
 
 
+def test_the_metrics_page_documents_every_name_and_nothing_else() -> None:
+    page = (ROOT / "docs" / "metrics.md").read_text()
+    documented = set(re.findall(r"^\| `(posthog\.[a-z_]+)` \|", page, flags=re.MULTILINE))
+    assert documented == set(metrics.NAMES)
+    assert "metrics.md" in (ROOT / "mkdocs.yml").read_text()
+
+
 @pytest.mark.parametrize(
     ("kind", "tag"),
     [
