@@ -11,15 +11,13 @@ test:  ## lint, types, docs and the test suite on Airflow 3.3 and 2.11 (what CI 
 	scripts/test.sh
 
 # Airflow 3.3 only, no `airflow dags test` runs (tests/integration) and no deployment
-# (tests/system), on PYTEST_WORKERS processes: the quick check while working.
-# PYTEST_ARGS="-k retention" narrows it; PYTEST_WORKERS=0 runs it in one process.
-PYTEST_WORKERS ?= 2
-test-unit:  ## unit and emulator tests on Airflow 3.3 only: no integration or system tests
+# (tests/system): the quick check while working. PYTEST_ARGS="-k retention" narrows it.
+test-unit:  ## unit and emulator tests on Airflow 3.3 only: no integration or system tests (about 2 min)
 	@af3="$$(scripts/bootstrap.sh airflow-3.3)" && \
 	eval "$$(scripts/services.sh | sed 's/^/export /')" && \
 	home="$$(mktemp -d /tmp/airflow-home-unit-XXXX)" && \
 	AIRFLOW_HOME="$$home" PROVIDER_TEST_ENV=airflow-3.3 "$$af3/bin/python" -m pytest tests \
-		--ignore=tests/integration --ignore=tests/system -n $(PYTEST_WORKERS) $(PYTEST_ARGS); \
+		--ignore=tests/integration --ignore=tests/system $(PYTEST_ARGS); \
 	status=$$?; rm -rf "$$home"; exit $$status
 
 test-slow:  ## the exhaustive variants (hypothesis, fault matrix, a million recordings) on both versions

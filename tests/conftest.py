@@ -15,12 +15,8 @@ from typing import Any
 
 import pytest
 
-# Airflow reads its home at import time; give each test session its own, and each
-# pytest-xdist worker (make test-unit) its own within it: Airflow writes its config there.
+# Airflow reads its home at import time; give each test session its own.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    os.environ["AIRFLOW_HOME"] = os.path.join(os.environ["AIRFLOW_HOME"], os.environ["PYTEST_XDIST_WORKER"])
-    os.makedirs(os.environ["AIRFLOW_HOME"], exist_ok=True)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 from airflow_provider_recordings.core.retry import RetryPolicy
