@@ -12,7 +12,7 @@ test:  ## lint, types, docs and the test suite on Airflow 3.3 and 2.11 (what CI 
 
 # Airflow 3.3 only, no `airflow dags test` runs (tests/integration) and no deployment
 # (tests/system): the quick check while working. PYTEST_ARGS="-k retention" narrows it.
-test-unit:  ## unit and emulator tests on Airflow 3.3 only: no integration or system tests (about 2 min)
+test-unit:  ## unit and emulator tests on Airflow 3.3 only: no integration or system tests, no deployment
 	@af3="$$(scripts/bootstrap.sh airflow-3.3)" && \
 	eval "$$(scripts/services.sh | sed 's/^/export /')" && \
 	home="$$(mktemp -d /tmp/airflow-home-unit-XXXX)" && \
