@@ -1,5 +1,8 @@
 # The two commands of the README: `make demo` runs the main job, `make test` everything else.
-.PHONY: demo test test-slow bench lint docs clean
+.PHONY: help demo test test-unit test-slow bench lint docs clean
+
+help:  ## list the targets
+	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z0-9_-]+:[^#]*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 demo:  ## the example retention DAG (dry run, then for real) against the bundled emulator
 	scripts/demo.sh
@@ -7,17 +10,27 @@ demo:  ## the example retention DAG (dry run, then for real) against the bundled
 test:  ## lint, types, docs and the test suite on Airflow 3.3 and 2.11 (what CI runs)
 	scripts/test.sh
 
+# Airflow 3.3 only, no `airflow dags test` runs (tests/integration) and no deployment
+# (tests/system): the quick check while working. PYTEST_ARGS="-k retention" narrows it.
+test-unit:  ## unit and emulator tests on Airflow 3.3 only: no integration or system tests, no deployment
+	@af3="$$(scripts/bootstrap.sh airflow-3.3)" && \
+	eval "$$(scripts/services.sh | sed 's/^/export /')" && \
+	home="$$(mktemp -d /tmp/airflow-home-unit-XXXX)" && \
+	AIRFLOW_HOME="$$home" PROVIDER_TEST_ENV=airflow-3.3 "$$af3/bin/python" -m pytest tests \
+		--ignore=tests/integration --ignore=tests/system $(PYTEST_ARGS); \
+	status=$$?; rm -rf "$$home"; exit $$status
+
 test-slow:  ## the exhaustive variants (hypothesis, fault matrix, a million recordings) on both versions
 	scripts/test.sh -m slow
 
 bench:  ## benchmarks against PostHog's limits, as ratios to baselines measured in the same run
 	scripts/bench.sh
 
-lint:
+lint:  ## ruff and mypy
 	.venvs/airflow-3.3/bin/ruff check . && .venvs/airflow-3.3/bin/ruff format --check . && .venvs/airflow-3.3/bin/mypy
 
 docs:  ## build the documentation site into site/
 	"$$(scripts/bootstrap.sh docs)/bin/mkdocs" build --strict
 
-clean:
+clean:  ## remove the environments, the built site and generated results
 	rm -rf .venvs site .demo benchmarks/results

@@ -15,8 +15,15 @@ PACKAGE = "airflow_provider_recordings"
 
 
 def _optional(type_name: str, default: Any = None, **schema: Any) -> dict[str, Any]:
+    """A field the connection may leave out: its type admits null, so Airflow 3's form
+    does not mark it required (the form requires every field whose type has no null)."""
+    if "enum" in schema and None not in schema["enum"]:
+        schema["enum"] = [*schema["enum"], None]
     return {"type": [type_name, "null"], "default": default, **schema}
 
+
+#: PostHog's plans, whose list and snapshot budgets differ (see ``core.config.LIST_PLANS``).
+PLANS = ["free", "paid", "enterprise"]
 
 CONN_FIELDS: dict[str, dict[str, Any]] = {
     "project_id": {
@@ -25,37 +32,63 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         # the help text, and ``examples`` makes the field suggest it.
         "description": "Numeric id of the PostHog project, for example 12345 "
         "(Project settings, or GET /api/projects/).",
-        "schema": {"type": ["string", "null"], "examples": ["12345"]},
+        # No null in the type: Airflow 3's form marks the field required.
+        "schema": {"type": "string", "pattern": "^[0-9]+$", "minLength": 1, "examples": ["12345"]},
+    },
+    "rate_plan": {
+        "label": "PostHog plan",
+        "description": "Your PostHog plan: its list and snapshot budgets apply to this key. "
+        "free (12/min, 60/h each), paid (60/min, 300/h) or enterprise (100/min, 400/h).",
+        "schema": {"type": "string", "enum": PLANS, "default": "free"},
     },
     "list_rate_plan": {
-        "label": "List rate plan",
-        "description": "PostHog plan whose list-endpoint budget applies: free (12/min, 60/h), "
-        "paid (60/min, 300/h) or enterprise (100/min, 400/h).",
-        "schema": _optional("string", "free", enum=["free", "paid", "enterprise"]),
+        "label": "List budget plan (override)",
+        "description": "Only to give list calls another plan's budget than the PostHog plan above "
+        "(older connections set only this). Empty: the PostHog plan's.",
+        "schema": _optional("string", None, enum=PLANS),
     },
     "rate_limit_per_minute": {
         "label": "Calls per minute",
         "description": "Client-side budget for all recordings calls (PostHog: 240).",
-        "schema": _optional("integer", 240),
+        "schema": _optional("integer", 240, minimum=1),
     },
     "rate_limit_per_hour": {
         "label": "Calls per hour",
         "description": "Client-side budget for all recordings calls (PostHog: 1200). "
         "Lower it to leave headroom for other jobs sharing the key.",
-        "schema": _optional("integer", 1200),
+        "schema": _optional("integer", 1200, minimum=1),
+    },
+    "rate_limit_redis_conn_id": {
+        "label": "Shared rate store (Redis connection)",
+        "description": "Id of an Airflow connection of type redis (host, port, password, extra db "
+        "and ssl): every task, worker and trigger that uses this PostHog host and key counts "
+        "against one budget kept there, and Airflow masks its password everywhere. "
+        "Needs airflow-provider-recordings[redis].",
+        "schema": _optional("string", None, minLength=1, maxLength=250, examples=["redis_default"]),
     },
     "rate_limit_storage": {
-        "label": "Shared rate store",
-        "description": "Empty: each process keeps its own rate windows. A Redis URL "
-        "(redis://host:6379/0, rediss:// for TLS) makes every task, worker and trigger that uses "
-        "this PostHog host and key count against one budget. Needs airflow-provider-recordings[redis].",
-        "schema": _optional("string", None),
+        "label": "Shared rate store (URL without password)",
+        "description": "Instead of a Redis connection: a Redis URL without a password "
+        "(redis://host:6379/0, rediss:// for TLS). A store that needs a password takes a Redis "
+        "connection above, whose password Airflow masks. Empty (and no Redis connection): each "
+        "process keeps its own rate windows.",
+        # A Redis URL with no password in it (none before an @, none as a query parameter).
+        "schema": _optional("string", None, pattern="^(?!.*password=)(redis|rediss|unix)://[^@]*$"),
     },
     "max_retry_wait": {
         "label": "Longest wait (seconds)",
         "description": "A Retry-After longer than this is not slept: the task fails (or defers) instead.",
-        "schema": _optional("number", 300),
+        "schema": _optional("number", 300, minimum=1),
     },
+}
+
+
+#: The ``posthog`` asset URIs: one asset per project (:mod:`airflow_provider_recordings.assets`).
+ASSET_URIS: dict[str, Any] = {
+    "schemes": ["posthog", "posthog+http"],
+    "handler": f"{PACKAGE}.assets.sanitize_uri",
+    "factory": f"{PACKAGE}.assets.create_asset",
+    "to_openlineage_converter": f"{PACKAGE}.assets.convert_asset_to_openlineage",
 }
 
 
@@ -94,6 +127,9 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": [f"{PACKAGE}.operators.base.PostHogRecordingsLink"],
+        # The same entry under both keys: Airflow 3 reads only asset-uris, 2.11 only dataset-uris.
+        "asset-uris": [ASSET_URIS],
+        "dataset-uris": [ASSET_URIS],
         "connection-types": [
             {
                 "hook-class-name": f"{PACKAGE}.hooks.posthog.PostHogHook",
@@ -107,6 +143,8 @@ def get_provider_info() -> dict[str, Any]:
                         "host": "https://us.posthog.com (or https://eu.posthog.com, or your own)",
                         "password": "phx_...",
                         "project_id": "12345",
+                        "rate_limit_redis_conn_id": "redis_default",
+                        "rate_limit_storage": "redis://redis-host:6379/0",
                     },
                 },
             }

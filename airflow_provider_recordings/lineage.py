@@ -59,23 +59,35 @@ PostHogRecordingsRunFacet = attr.make_class(
 PostHogRecordingsRunFacet._get_schema = staticmethod(_schema_url)  # type: ignore[attr-defined]
 
 
-def namespace(config: ClientConfig) -> str:
-    scheme, host, port = config.origin
+def namespace_of(scheme: str, host: str, port: int) -> str:
+    """The dataset namespace of a PostHog instance: its origin, the port only when not the
+    scheme's default (``https://us.posthog.com``, ``http://127.0.0.1:8010``)."""
     default = 443 if scheme == "https" else 80
     return f"{scheme}://{host}" + ("" if port == default else f":{port}")
 
 
-def recordings_dataset(config: ClientConfig) -> Dataset:
-    """The project's recordings, as the dataset a run reads."""
+def namespace(config: ClientConfig) -> str:
+    return namespace_of(*config.origin)
+
+
+def project_dataset(instance: str, project_id: str) -> Dataset:
+    """The recordings of project ``project_id`` on the instance whose namespace is
+    ``instance`` (:func:`namespace_of`); also what the ``posthog`` asset converter returns
+    (:mod:`airflow_provider_recordings.assets`)."""
     return Dataset(
-        namespace=namespace(config),
-        name=config.project_path.rstrip("/"),
+        namespace=instance,
+        name=f"/api/projects/{project_id}/session_recordings",
         facets={
             "documentation": DocumentationDatasetFacet(
-                description=f"Session recordings of PostHog project {config.project_id}"
+                description=f"Session recordings of PostHog project {project_id}"
             )
         },
     )
+
+
+def recordings_dataset(config: ClientConfig) -> Dataset:
+    """The project's recordings, as the dataset a run reads."""
+    return project_dataset(namespace(config), config.project_id)
 
 
 def changed_recordings(config: ClientConfig, changed: int) -> OutputDataset:

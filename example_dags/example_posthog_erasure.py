@@ -66,7 +66,7 @@ with DAG(
             "posthog_default", type="string", minLength=1, description="The PostHog connection to use."
         ),
     },
-    tags=["posthog", "privacy"],
+    tags=["example", "posthog", "privacy"],
 ) as dag:
     erase = PostHogRecordingErasureOperator(
         task_id="erase_recordings",

@@ -49,7 +49,7 @@ with DAG(
             "posthog_default", type="string", minLength=1, description="The PostHog connection to use."
         ),
     },
-    tags=["posthog"],
+    tags=["example", "posthog"],
 ) as dag:
 
     @task(task_id="list_unviewed")

@@ -102,7 +102,7 @@ with DAG(
             "posthog_default", type="string", minLength=1, description="The PostHog connection to use."
         ),
     },
-    tags=["posthog", "retention"],
+    tags=["example", "posthog", "retention"],
 ) as dag:
     plan_deletions = PostHogRecordingRetentionOperator(
         task_id="plan_deletions",

@@ -53,7 +53,7 @@ with DAG(
             "posthog_default", type="string", minLength=1, description="The PostHog connection to use."
         ),
     },
-    tags=["posthog", "privacy"],
+    tags=["example", "posthog", "privacy"],
 ) as dag:
     PostHogSharingAuditOperator(
         task_id="audit_public_links",

@@ -23,6 +23,37 @@ from airflow_provider_recordings.core.retry import RetryPolicy
 from airflow_provider_recordings.testing import PostHogEmulator
 from tests.services import RedisServer, S3Server
 
+#: Airflow's deprecation classes that exist on Airflow 3 only (pyproject.toml names those
+#: of both versions): each one found is turned into an error, as Airflow's own tests do.
+#: Named here rather than in pyproject.toml because pytest cannot resolve a filter's class
+#: on a version that lacks it.
+AIRFLOW_3_DEPRECATIONS = (
+    "airflow.exceptions.RemovedInAirflow4Warning",
+    "airflow.sdk.exceptions.RemovedInAirflow4Warning",
+    "airflow.utils.deprecation_tools.DeprecatedImportWarning",
+)
+
+
+def airflow_deprecation_classes() -> dict[str, type[Warning]]:
+    """Every Airflow deprecation class the running Airflow has, by the path it is named by."""
+    import importlib
+
+    found = {}
+    for dotted in ("airflow.exceptions.AirflowProviderDeprecationWarning", *AIRFLOW_3_DEPRECATIONS):
+        module, name = dotted.rsplit(".", 1)
+        try:
+            found[dotted] = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+    return found
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for dotted in airflow_deprecation_classes():
+        if dotted in AIRFLOW_3_DEPRECATIONS:
+            config.addinivalue_line("filterwarnings", f"error::{dotted}")
+
+
 #: Obviously fake credentials; tests search every log and report for them.
 API_KEY = "phx_test_key_not_real"
 PROJECT_ID = "1"

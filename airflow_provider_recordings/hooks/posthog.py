@@ -657,22 +657,56 @@ class PostHogHook(BaseHook):
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Extra connection fields for Airflow 2.x's form (3.2+ reads ``conn-fields``)."""
+        """Extra connection fields for Airflow 2.x's form (3.2+ reads ``conn-fields``),
+        with the same constraints as their schemas there."""
         from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
         from flask_babel import lazy_gettext
         from wtforms import IntegerField, StringField
+        from wtforms.validators import (
+            AnyOf,
+            InputRequired,
+            Length,
+            NumberRange,
+            Optional,
+            Regexp,
+            ValidationError,
+        )
 
         from airflow_provider_recordings.get_provider_info import CONN_FIELDS
 
+        def at_least(minimum: float) -> Any:
+            # Airflow 2 takes no FloatField: a number is a text field, checked here.
+            def check(form: Any, field: Any) -> None:
+                try:
+                    number = float(field.data)
+                except (TypeError, ValueError):
+                    number = minimum - 1
+                if not number >= minimum:
+                    raise ValidationError(f"must be a number of at least {minimum:g}")
+
+            return check
+
         widgets: dict[str, Any] = {}
         for name, spec in CONN_FIELDS.items():
-            kind = (
-                spec["schema"]["type"][0]
-                if isinstance(spec["schema"]["type"], list)
-                else spec["schema"]["type"]
-            )
-            field_class = IntegerField if kind == "integer" else StringField
-            widgets[name] = field_class(
-                lazy_gettext(spec["label"]), widget=BS3TextFieldWidget(), description=spec.get("description")
+            schema = spec["schema"]
+            kind = schema["type"][0] if isinstance(schema["type"], list) else schema["type"]
+            # Only the project id must be given: every other field has a default (2.x's
+            # form offers no default, so an empty field means the default here too).
+            validators: list[Any] = [InputRequired() if name == "project_id" else Optional()]
+            if "pattern" in schema:
+                validators.append(Regexp(schema["pattern"], message=f"must match {schema['pattern']}"))
+            if "minimum" in schema:
+                validators.append(
+                    NumberRange(min=schema["minimum"]) if kind == "integer" else at_least(schema["minimum"])
+                )
+            if "maxLength" in schema:
+                validators.append(Length(min=schema.get("minLength", -1), max=schema["maxLength"]))
+            if "enum" in schema:
+                validators.append(AnyOf([value for value in schema["enum"] if value is not None]))
+            widgets[name] = (IntegerField if kind == "integer" else StringField)(
+                lazy_gettext(spec["label"]),
+                widget=BS3TextFieldWidget(),
+                description=spec.get("description"),
+                validators=validators,
             )
         return widgets

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from airflow_provider_recordings.core.config import ClientConfig, RateLimits
+from airflow_provider_recordings.core.config import PERSONS, ClientConfig, RateLimits
 from airflow_provider_recordings.core.errors import PostHogConfigError, PostHogStoreUnavailableError
+from airflow_provider_recordings.core.protocol import LIST, RECORDING
 from airflow_provider_recordings.core.ratelimit import WINDOW_MARGIN, Call, RateLimiter
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,24 @@ end
 return 1
 """
 
+#: Read only: how many calls each window holds now (finished within its span, or still in
+#: flight). KEYS: per window, its bucket's finished calls and calls in flight. ARGV: per
+#: window, its span. Nothing is recorded, pruned or expired.
+_USED = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local used = {}
+for i = 1, #ARGV do
+  local finished = redis.call('ZCOUNT', KEYS[2 * i - 1], '(' .. tostring(now - tonumber(ARGV[i])), '+inf')
+  local flight = redis.call('ZCOUNT', KEYS[2 * i], '(' .. tostring(now), '+inf')
+  used[i] = finished + flight
+end
+return used
+"""
+
+#: The kinds of call whose buckets, together, are every bucket of the key.
+_EVERY_KIND = (RECORDING, LIST, PERSONS)
+
 
 def store_prefix(base_url: str, api_key: str) -> str:
     """Where one key's windows live: a hash of the host and the key (never the key)."""
@@ -171,6 +190,22 @@ class _Windows:
     def end(self, call: StoreCall) -> tuple[list[str], list[Any]]:
         longest = [max(span for _, span in spans) for _, spans in self._buckets(call.kind)]
         return self.keys(call.kind), [call.member, *longest]
+
+    def every_window(self) -> list[tuple[str, str, int, list[str], float]]:
+        """Each window of the key, once: (bucket, its name such as ``minute``, limit, the
+        bucket's keys, span with the margin)."""
+        found: dict[tuple[str, int], tuple[str, str, int, list[str], float]] = {}
+        for kind in _EVERY_KIND:
+            for name, windows in self.limits.buckets(kind):
+                keys = [f"{self.prefix}:{name}", f"{self.prefix}:{name}:flight"]
+                for index, (limit, span) in enumerate(windows):
+                    label = _window_name(span * self.limits.time_scale)
+                    found.setdefault((name, index), (name, label, limit, keys, span * (1 + WINDOW_MARGIN)))
+        return list(found.values())
+
+
+def _window_name(seconds: float) -> str:
+    return {60.0: "minute", 3600.0: "hour"}.get(round(seconds, 6), f"{seconds:g}s")
 
 
 def _redis_module() -> Any:
@@ -273,6 +308,7 @@ class SharedRateLimiter(_SharedWindows):
         self._begin = self._client.register_script(_BEGIN)
         self._end = self._client.register_script(_END)
         self._pause = self._client.register_script(_PAUSE)
+        self._used = self._client.register_script(_USED)
 
     def begin(self, kind: str) -> tuple[float, StoreCall | Call | None]:
         if not self.failed:
@@ -298,6 +334,26 @@ class SharedRateLimiter(_SharedWindows):
                 self._pause(keys=self._pause_keys, args=[seconds])
             except self.errors as exc:
                 self._fail(exc)
+
+    def budget_left(self) -> list[dict[str, Any]]:
+        """What each window of the key still admits, as the store counts it now: one dict
+        per window (``bucket``, ``window``, ``limit``, ``used``, ``left``). Read only; empty
+        once the store stopped answering (this process then counts alone)."""
+        if self.failed:
+            return []
+        windows = self._windows.every_window()
+        keys = [key for *_, bucket_keys, _ in windows for key in bucket_keys]
+        used = self._used(keys=keys, args=[span for *_, span in windows])
+        return [
+            {
+                "bucket": bucket,
+                "window": label,
+                "limit": limit,
+                "used": int(n),
+                "left": max(0, limit - int(n)),
+            }
+            for (bucket, label, limit, _, _), n in zip(windows, used, strict=True)
+        ]
 
     def close(self) -> None:
         self._client.close()

@@ -375,3 +375,48 @@ def test_the_sensor_counts_against_the_store(emulator, connect, redis_server):
     # The key's two calls a minute are spent by another hook: the poke is "not yet".
     assert sensor.poke({}).is_done is False
     assert len(emulator.requests) == 2
+
+
+def store_contents(server: RedisServer) -> dict[str, object]:
+    import redis
+
+    client = redis.Redis.from_url(server.url, decode_responses=True)
+    names: list[str] = server.keys()
+    try:
+        return {
+            name: client.zrange(name, 0, -1, withscores=True)
+            if client.type(name) == "zset"
+            else client.get(name)
+            for name in names
+        }
+    finally:
+        client.close()
+
+
+def test_budget_left_counts_the_keys_calls_and_changes_nothing(emulator, redis_server):
+    """What the metrics' gauge reads: every window of the key once, calls finished within
+    it and calls in flight alike, read without recording, pruning or pausing anything."""
+    settings = config(emulator.url, redis_server.url, rate_limit_time_scale=1, rate_limit_per_minute=10)
+    store = SharedRateLimiter(settings)
+    other = SharedRateLimiter(settings)  # another process using the key
+    fresh = {(w["bucket"], w["window"]): w for w in store.budget_left()}
+    assert fresh["all", "minute"] == {"bucket": "all", "window": "minute", "limit": 10, "used": 0, "left": 10}
+    assert set(fresh) == {(b, w) for b in ("all", "list", "persons") for w in ("minute", "hour")}
+
+    finished = [other.begin("list")[1] for _ in range(2)]
+    for call in finished:
+        assert call is not None
+        other.end(call)
+    _, in_flight = other.begin("recording")
+    before = store_contents(redis_server)
+    windows = {(w["bucket"], w["window"]): w for w in store.budget_left()}
+    assert (windows["all", "minute"]["used"], windows["all", "minute"]["left"]) == (3, 7)
+    assert (windows["list", "hour"]["used"], windows["list", "hour"]["left"]) == (2, 58)
+    assert windows["persons", "minute"]["used"] == 0
+    assert store_contents(redis_server) == before
+    assert in_flight is not None
+    other.end(in_flight)
+    assert {(w["bucket"], w["window"]): w["used"] for w in store.budget_left()}["all", "minute"] == 3
+
+    store.failed = True  # the store stopped answering: this process counts alone
+    assert store.budget_left() == []

@@ -42,5 +42,5 @@ def test_example_dags_import_without_errors_or_requests(emulator, posthog_conn) 
     assert emulator.requests == []
     for dag_id in EXAMPLE_DAG_IDS:
         dag = bag.dags[dag_id]
-        assert "posthog" in dag.tags
+        assert {"example", "posthog"} <= set(dag.tags)
         assert dag.params, f"{dag_id} has no Params"
