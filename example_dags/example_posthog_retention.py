@@ -20,18 +20,20 @@ run has: a manual run on Airflow 3 has no logical date): a local directory or an
 ``ObjectStoragePath`` understands (``s3://bucket/posthog-retention`` with the matching
 provider installed).
 
-When ``delete_expired`` succeeds it updates the ``posthog://session-recordings/retention``
-asset, with the run's counts (deleted, selected, cutoff...) in the event's ``extra``: a
-DAG scheduled on that asset runs after each retention run.
+When ``delete_expired`` succeeds it updates the asset of the project's recordings
+(``posthog://us.posthog.com/projects/12345/session_recordings``: set ``POSTHOG_HOST`` and
+``POSTHOG_PROJECT_ID`` below to your connection's), with the run's counts (deleted,
+selected, cutoff...) in the event's ``extra``: a DAG scheduled on that asset runs after
+each retention run, and OpenLineage names the same dataset.
 
-Cost: the dry run and the real run each list the selection once (one list call per
-1,000 recordings); deletions go 100 per call where PostHog allows bulk deletes, else one
-call each. PostHog allows 1,200 calls an hour per key, so the first run on a large
-project can need many hours of budget: both tasks are deferrable, so while the budget is
-spent they wait in the triggerer (no worker slot held) and go on where they stopped.
-Each run works for at most ``MAX_RUNTIME`` and the next day's run continues; a task
-that dies (a worker restart, an OOM kill) is retried, and the retry lists again, so
-nothing is deleted twice.
+Cost: the dry run walks the selection once (one list call per 1,000 recordings); the real
+run walks it once to count for ``max_deletions``, then once more deleting each page as it
+goes (100 per call where PostHog allows bulk deletes, else one call each). PostHog allows
+1,200 calls an hour per key, so the first run on a large project can need many hours of
+budget: both tasks are deferrable, so while the budget is spent they wait in the triggerer
+(no worker slot held) and go on from the page they were on. Each run works for at most
+``MAX_RUNTIME`` and the next day's run continues; a task that dies (a worker restart, an
+OOM kill) is retried, and the retry walks again, so nothing is deleted twice.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.providers.common.compat.assets import Asset
 from airflow.providers.common.compat.sdk import (
     DAG,
     AirflowFailException,
@@ -49,15 +50,22 @@ from airflow.providers.common.compat.sdk import (
     task,
 )
 
+from airflow_provider_recordings.assets import posthog_asset
 from airflow_provider_recordings.operators.retention import PostHogRecordingRetentionOperator
+
+#: The PostHog instance and project of the posthog_default connection (its host and
+#: extra.project_id): they name the project's asset.
+POSTHOG_HOST = "https://us.posthog.com"
+POSTHOG_PROJECT_ID = "12345"
 
 #: One folder per run, one file per phase and attempt: a retry never overwrites the
 #: record of an attempt that already deleted recordings. The run id is there for every
 #: run; ``ds``/``ts_nodash`` are not (Airflow 3's manual runs have no logical date).
 REPORT_FOLDER = "{{ params.report_dir.rstrip('/') }}/{{ run_id }}"
 
-#: Updated by every successful deletion, for DAGs scheduled on "retention finished".
-RETENTION_DONE = Asset("posthog://session-recordings/retention")
+#: Updated by every successful deletion, for DAGs scheduled on "retention finished": the
+#: project's recordings, the same dataset OpenLineage names for the run.
+RETENTION_DONE = posthog_asset(POSTHOG_HOST, POSTHOG_PROJECT_ID)
 
 #: Longest a run keeps deleting (waits for the budget included); what remains is left,
 #: and reported, for the next day's run.

@@ -409,10 +409,24 @@ def test_a_pass_reaches_a_statsd_listener_with_tags_and_no_secret(
         for name, tags, value, kind in ours
         if name == "airflow.posthog.budget_left" and kind == "g"
     }
-    assert set(budget) == {(b, w) for b in ("all", "list", "persons") for w in ("minute", "hour")}
-    assert budget["all", "minute"] == 240 - sent
-    assert budget["list", "hour"] == 60 - 1
-    assert budget["persons", "hour"] == 1200
+    assert set(budget) == {
+        ("clickhouse_burst", "minute"),
+        ("clickhouse_sustained", "hour"),
+        ("listing_burst", "minute"),
+        ("listing_sustained", "hour"),
+        ("snapshots_burst", "minute"),
+        ("snapshots_sustained", "hour"),
+        ("burst", "minute"),
+        ("sustained", "hour"),
+        ("persons_delete_burst", "minute"),
+        ("persons_delete_sustained", "hour"),
+    }
+    # The sharing reads count in PostHog's default throttles, not in the ClickHouse window.
+    sharing = len([r for r in emulator.requests if r.path.endswith("/sharing/")])
+    assert budget["clickhouse_burst", "minute"] == 240 - (sent - sharing)
+    assert budget["burst", "minute"] == 480 - sharing
+    assert budget["listing_sustained", "hour"] == 60 - 1
+    assert budget["persons_delete_sustained", "hour"] == 4800
 
     # Only the tags this module names, and never anything a recording or a person owns.
     for _, tags, _, _ in ours:

@@ -29,9 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from airflow_provider_recordings.core.config import PERSONS, ClientConfig, RateLimits
+from airflow_provider_recordings.core.config import ClientConfig, RateLimits
 from airflow_provider_recordings.core.errors import PostHogConfigError, PostHogStoreUnavailableError
-from airflow_provider_recordings.core.protocol import LIST, RECORDING
 from airflow_provider_recordings.core.ratelimit import WINDOW_MARGIN, Call, RateLimiter
 
 log = logging.getLogger(__name__)
@@ -122,9 +121,6 @@ end
 return used
 """
 
-#: The kinds of call whose buckets, together, are every bucket of the key.
-_EVERY_KIND = (RECORDING, LIST, PERSONS)
-
 
 def store_prefix(base_url: str, api_key: str) -> str:
     """Where one key's windows live: a hash of the host and the key (never the key)."""
@@ -195,12 +191,11 @@ class _Windows:
         """Each window of the key, once: (bucket, its name such as ``minute``, limit, the
         bucket's keys, span with the margin)."""
         found: dict[tuple[str, int], tuple[str, str, int, list[str], float]] = {}
-        for kind in _EVERY_KIND:
-            for name, windows in self.limits.buckets(kind):
-                keys = [f"{self.prefix}:{name}", f"{self.prefix}:{name}:flight"]
-                for index, (limit, span) in enumerate(windows):
-                    label = _window_name(span * self.limits.time_scale)
-                    found.setdefault((name, index), (name, label, limit, keys, span * (1 + WINDOW_MARGIN)))
+        for name, windows in self.limits.buckets_by_name():
+            keys = [f"{self.prefix}:{name}", f"{self.prefix}:{name}:flight"]
+            for index, (limit, span) in enumerate(windows):
+                label = _window_name(span * self.limits.time_scale)
+                found.setdefault((name, index), (name, label, limit, keys, span * (1 + WINDOW_MARGIN)))
         return list(found.values())
 
 

@@ -104,6 +104,8 @@ class Run:
         started = hook.stats.snapshot()
         self._tallied: int = started["requests"]
         self._tallied_kinds: dict[str, int] = dict(started["by_kind"])
+        self._spent_before = started
+        self._metrics_sent = False
 
     # -- what phases use ---------------------------------------------------------------
 
@@ -217,10 +219,26 @@ class Run:
                 self.state.calls_by_kind[kind] = self.state.calls_by_kind.get(kind, 0) + new
             self._tallied_kinds[kind] = total
 
+    def send_metrics(self, outcome: str, counts: dict[str, Any] | None = None) -> None:
+        """What this pass spent (and, at the end, what the run changed), through Airflow's
+        metrics; once per pass, and never a reason for the task to fail."""
+        if self._metrics_sent:
+            return
+        self._metrics_sent = True
+        from airflow_provider_recordings import metrics
+
+        conn_id = str(self.operator.posthog_conn_id)
+        spent = metrics.stats_since(self._spent_before, self.hook.stats.snapshot())
+        metrics.emit_pass(
+            self.operator.operation, conn_id, spent, counts, outcome == "deferred", outcome=outcome
+        )
+        metrics.emit_budget(conn_id, metrics.shared_budget(self.hook))
+
     def _defer(
         self, make_trigger: Callable[[dict[str, Any]], Any], *, timeout: float, reason: str
     ) -> NoReturn:
         self.close_pass()
+        self.send_metrics("deferred")
         carried = self.hook.carried_over()
         self.state.hook = HookCarry(
             rate_windows=carried.get("rate_windows"), bulk_delete=carried.get("bulk_delete")
@@ -310,7 +328,15 @@ def drive(
         if not _final(exc):
             raise
         raise PostHogInvalidInputError.of(operator, exc) from exc
-    return _go(run)
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    try:
+        return _go(run)
+    except TaskDeferred:
+        raise
+    except BaseException:
+        run.send_metrics("failed")
+        raise
 
 
 def _state(
@@ -403,6 +429,7 @@ def complete(run: Run, stop: Stop | None) -> dict[str, Any]:
         report_path=params.report_path,
     )
     operator.lineage = operator.summary(run, result).as_dict()
+    run.send_metrics("stopped" if stop else "completed", operator.lineage)
     operator.emit_asset_events(run.context)
     run.log.info("Result: %s", result)
     operator.checkpoint(run, result, "stopped" if stop else "completed")

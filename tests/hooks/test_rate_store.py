@@ -400,8 +400,26 @@ def test_budget_left_counts_the_keys_calls_and_changes_nothing(emulator, redis_s
     store = SharedRateLimiter(settings)
     other = SharedRateLimiter(settings)  # another process using the key
     fresh = {(w["bucket"], w["window"]): w for w in store.budget_left()}
-    assert fresh["all", "minute"] == {"bucket": "all", "window": "minute", "limit": 10, "used": 0, "left": 10}
-    assert set(fresh) == {(b, w) for b in ("all", "list", "persons") for w in ("minute", "hour")}
+    assert fresh["clickhouse_burst", "minute"] == {
+        "bucket": "clickhouse_burst",
+        "window": "minute",
+        "limit": 10,
+        "used": 0,
+        "left": 10,
+    }
+    # Each of PostHog's throttles, one window each.
+    assert set(fresh) == {
+        ("clickhouse_burst", "minute"),
+        ("clickhouse_sustained", "hour"),
+        ("listing_burst", "minute"),
+        ("listing_sustained", "hour"),
+        ("snapshots_burst", "minute"),
+        ("snapshots_sustained", "hour"),
+        ("burst", "minute"),
+        ("sustained", "hour"),
+        ("persons_delete_burst", "minute"),
+        ("persons_delete_sustained", "hour"),
+    }
 
     finished = [other.begin("list")[1] for _ in range(2)]
     for call in finished:
@@ -410,13 +428,21 @@ def test_budget_left_counts_the_keys_calls_and_changes_nothing(emulator, redis_s
     _, in_flight = other.begin("recording")
     before = store_contents(redis_server)
     windows = {(w["bucket"], w["window"]): w for w in store.budget_left()}
-    assert (windows["all", "minute"]["used"], windows["all", "minute"]["left"]) == (3, 7)
-    assert (windows["list", "hour"]["used"], windows["list", "hour"]["left"]) == (2, 58)
-    assert windows["persons", "minute"]["used"] == 0
+    assert (windows["clickhouse_burst", "minute"]["used"], windows["clickhouse_burst", "minute"]["left"]) == (
+        3,
+        7,
+    )
+    assert (windows["listing_sustained", "hour"]["used"], windows["listing_sustained", "hour"]["left"]) == (
+        2,
+        58,
+    )
+    assert windows["persons_delete_burst", "minute"]["used"] == 0
     assert store_contents(redis_server) == before
     assert in_flight is not None
     other.end(in_flight)
-    assert {(w["bucket"], w["window"]): w["used"] for w in store.budget_left()}["all", "minute"] == 3
+    assert {(w["bucket"], w["window"]): w["used"] for w in store.budget_left()}[
+        "clickhouse_burst", "minute"
+    ] == 3
 
     store.failed = True  # the store stopped answering: this process counts alone
     assert store.budget_left() == []

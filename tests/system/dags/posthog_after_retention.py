@@ -6,12 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 import pendulum
-from airflow.providers.common.compat.assets import Asset
 from airflow.providers.common.compat.sdk import DAG, task
+
+from airflow_provider_recordings.assets import posthog_asset
 
 with DAG(
     dag_id="posthog_after_retention",
-    schedule=[Asset("posthog://session-recordings/retention")],
+    # The retention example's asset: the project's recordings (its POSTHOG_HOST and
+    # POSTHOG_PROJECT_ID).
+    schedule=[posthog_asset("https://us.posthog.com", "12345")],
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
 ):
