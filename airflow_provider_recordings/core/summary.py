@@ -23,7 +23,16 @@ def _doc(text: str, default: Any = 0, **schema: Any) -> Any:
 OPERATIONS = ("retention", "erasure", "bulk_update", "sharing_audit")
 
 #: How an erasure deleted, or how an audit found the shared recordings (the facet's ``route``).
-ROUTES = ("person", "recordings", "mixed", "none", "shared_playlist", "shared_playlist+older_scan", "scan", "ids")
+ROUTES = (
+    "person",
+    "recordings",
+    "mixed",
+    "none",
+    "shared_playlist",
+    "shared_playlist+older_scan",
+    "scan",
+    "ids",
+)
 
 FACET_DESCRIPTION = (
     "What an airflow-provider-recordings operator did to a PostHog project's session recordings in "
