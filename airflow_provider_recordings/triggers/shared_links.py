@@ -90,6 +90,9 @@ MAX_VALUE_BYTES = 65_535
 #: What the shared stream of one connection and interval is called in the triggerer.
 STREAM = "posthog-shared-links"
 
+#: How the poll loop waits (tests replace it to see the waits without waiting).
+_sleep = asyncio.sleep
+
 
 @dataclass(frozen=True)
 class Sharing:
@@ -382,14 +385,14 @@ class PostHogSharedLinksTrigger(BaseEventTrigger):
                     if not _passing(exc):
                         error = explain(exc, conn_id)
                         log.error("The shared-links watcher of %r stops: %s", conn_id, error)
-                        await asyncio.sleep(interval)
+                        await _sleep(interval)
                         raise error from exc
                     log.warning(
                         "Shared links of %r not polled: %s; polling again in %.0f s", conn_id, exc, wait
                     )
                 else:
                     yield links
-                await asyncio.sleep(max(0.0, started + wait - loop.time()))
+                await _sleep(max(0.0, started + wait - loop.time()))
         finally:
             if poller is not None:
                 await poller.aclose()
