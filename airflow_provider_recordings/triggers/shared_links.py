@@ -46,6 +46,7 @@ import hashlib
 import importlib
 import json
 import logging
+import math
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -519,7 +520,7 @@ def _interval(value: Any) -> float:
         seconds = float(value)
     except (TypeError, ValueError):
         seconds = 0.0
-    if isinstance(value, bool) or not seconds > 0:
+    if isinstance(value, bool) or not (seconds > 0 and math.isfinite(seconds)):
         raise PostHogConfigError(f"poll_interval must be a positive number of seconds, got {value!r}")
     return seconds
 

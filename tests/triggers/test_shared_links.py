@@ -188,7 +188,7 @@ def test_the_trigger_identity_does_not_change_as_it_runs(emulator, posthog_conn)
         assert BaseEventTrigger.hash(*trigger.serialize()) == BaseEventTrigger.hash(*before)
 
 
-@pytest.mark.parametrize("interval", [0, -5, "soon", None, True])
+@pytest.mark.parametrize("interval", [0, -5, "soon", None, True, float("inf"), float("nan")])
 def test_bad_intervals_fail_when_the_dag_is_parsed(interval):
     with pytest.raises(PostHogConfigError, match="poll_interval must be a positive number"):
         PostHogSharedLinksTrigger("posthog_default", poll_interval=interval)
