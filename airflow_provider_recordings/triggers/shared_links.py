@@ -55,7 +55,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.triggers import BaseEventTrigger
 from airflow.triggers.base import TriggerEvent
 
-from airflow_provider_recordings.core import endpoints
 from airflow_provider_recordings.core.errors import (
     PostHogConfigError,
     PostHogError,
@@ -233,6 +232,8 @@ class SharedLinksPoller:
 
     async def poll(self) -> SharedLinks:
         """The playlist's count, then its pages (as many as the count says)."""
+        from airflow_provider_recordings.core import endpoints  # loaded with the client, off the loop
+
         counted = endpoints.playlist_count(
             await self.client.send(endpoints.playlist(endpoints.SHARED_PLAYLIST))
         )
@@ -252,6 +253,8 @@ class SharedLinksPoller:
         return SharedLinks(self.project, ids, counted, self.sharing)
 
     async def _pages(self, counted: int) -> set[str]:
+        from airflow_provider_recordings.core import endpoints
+
         found: set[str] = set()
         for offset in range(0, counted, endpoints.PLAYLIST_PAGE):
             data = await self.client.send(
@@ -282,6 +285,8 @@ class SharedLinksPoller:
             self._known[recording_id] = task.result()
 
     async def _read(self, recording_id: str) -> Sharing | None:
+        from airflow_provider_recordings.core import endpoints
+
         try:
             data = await self.client.send(endpoints.get_sharing(recording_id))
         except PostHogNotFoundError:
@@ -497,17 +502,19 @@ def explain(exc: BaseException, conn_id: str) -> BaseException:
     """The error a watcher stops with, saying what to change."""
     if not isinstance(exc, PostHogPermissionError | PostHogNotFoundError):
         return exc
+    from airflow_provider_recordings.core.endpoints import SHARED_PLAYLIST
+
     detail = f" ({exc.detail})" if exc.detail else ""
     if isinstance(exc, PostHogPermissionError):
         message = (
             f"PostHog refused the shared-links watcher of connection {conn_id!r} (403{detail}): it reads the "
-            f"built-in playlist {endpoints.SHARED_PLAYLIST}, which needs the personal API key scope "
+            f"built-in playlist {SHARED_PLAYLIST}, which needs the personal API key scope "
             "session_recording_playlist:read. Add that scope to the key."
         )
     else:
         message = (
             f"This PostHog server has no synthetic playlists (404{detail} on session_recording_playlists/"
-            f"{endpoints.SHARED_PLAYLIST}/ for connection {conn_id!r}): older and self-hosted servers lack "
+            f"{SHARED_PLAYLIST}/ for connection {conn_id!r}): older and self-hosted servers lack "
             "them, and the shared-links watcher needs one. Schedule PostHogSharingAuditOperator instead."
         )
     return type(exc)(
