@@ -123,7 +123,11 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": "PostHog",
-                "python-modules": [f"{PACKAGE}.triggers.ongoing", f"{PACKAGE}.triggers.resume"],
+                "python-modules": [
+                    f"{PACKAGE}.triggers.ongoing",
+                    f"{PACKAGE}.triggers.resume",
+                    f"{PACKAGE}.triggers.shared_links",
+                ],
             }
         ],
         "extra-links": [f"{PACKAGE}.operators.base.PostHogRecordingsLink"],

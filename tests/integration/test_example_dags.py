@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -237,4 +238,29 @@ def test_wait_for_ongoing_resumes_once_the_sessions_end(airflow_cli: AirflowCli,
     assert summary["total_duration_seconds"] == sum(row["recording_duration"] for row in waited)
     assert summary["total_duration_seconds"] == 3600 + 60 + 12 * 60
     assert mutating(emulator) == []
+    assert_no_secrets(run.output, "the run's output")
+
+
+# -- react to a new public link (asset watcher, Airflow 3) -------------------------------------
+
+
+@pytest.mark.skipif(
+    not version("apache-airflow").startswith("3."), reason="asset watchers arrived in Airflow 3.0"
+)
+def test_public_link_watch_run_without_asset_events_changes_nothing(
+    airflow_cli: AirflowCli, make_emulator, reports: Path
+) -> None:
+    """A run started by hand has no asset events: nothing to disable, and it succeeds.
+    (The watcher itself runs in the triggerer; tests/system runs it for real.)"""
+    emulator = make_emulator()
+    project = seed_project(emulator, expired=0, fresh=5, ongoing=0, shared=2)
+
+    run = airflow_cli.dags_test("posthog_public_link_watch", {"report_dir": str(reports)}, emulator).check()
+
+    assert airflow_cli.task_states("posthog_public_link_watch") == {
+        "new_public_links": "skipped",
+        "disable_new_links": "skipped",
+    }
+    assert all(emulator.is_shared(recording_id) for recording_id in project.shared)
+    assert emulator.requests == []
     assert_no_secrets(run.output, "the run's output")
