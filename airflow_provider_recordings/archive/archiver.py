@@ -79,6 +79,13 @@ class ArchiveOutcome:
         return self.status in SAFE
 
 
+@dataclass
+class _Spent:
+    """Snapshot calls made for one recording so far (retries of one call not counted)."""
+
+    calls: int = 0
+
+
 class Archiver:
     """Archives recordings of one project into one store (thread-safe: one per run pass)."""
 
@@ -93,22 +100,22 @@ class Archiver:
         self._store_failures = 0
 
     def key(self, recording: dict[str, Any]) -> str:
-        return archive_key(self.project_id, str(recording["id"]), recording["start_time"])
+        return archive_key(self.project_id, str(recording["id"]), recording.get("start_time") or "")
 
     def archive(self, recording: dict[str, Any]) -> ArchiveOutcome:
         recording_id = str(recording["id"])
-        key = self.key(recording)
-        if self.store.exists_and_verifies(key):
-            return ArchiveOutcome(recording_id, ALREADY_ARCHIVED, key)
-        calls = 0
+        key = ""
+        spent = _Spent()
         try:
+            # Inside the try: an id that cannot name a file, or a store that cannot be read,
+            # concerns this recording (and the store's count of failures), not the run.
+            key = self.key(recording)
+            if self.store.exists_and_verifies(key):
+                return ArchiveOutcome(recording_id, ALREADY_ARCHIVED, key)
             for attempt in range(1, STREAM_ATTEMPTS + 1):
                 try:
-                    outcome, used = self._fetch_and_store(recording, key)
-                    calls += used
-                    return outcome
+                    return self._fetch_and_store(recording, key, spent)
                 except PostHogStreamInterruptedError:
-                    calls += 1
                     if attempt == STREAM_ATTEMPTS:
                         raise
         except (PostHogAuthError, PostHogRateLimitError):
@@ -117,26 +124,26 @@ class Archiver:
             raise
         except PostHogApiError as exc:
             if exc.status in (404, 410):
-                return ArchiveOutcome(recording_id, GONE, key, calls=calls, reason=str(exc))
+                return ArchiveOutcome(recording_id, GONE, key, calls=spent.calls, reason=str(exc))
             status = UNAVAILABLE if is_blocks_unavailable(exc) else FAILED
-            return ArchiveOutcome(recording_id, status, key, calls=calls, reason=str(exc))
+            return ArchiveOutcome(recording_id, status, key, calls=spent.calls, reason=str(exc))
         except ArchiveStorageError as exc:
             self._store_failed()
-            return ArchiveOutcome(recording_id, FAILED, key, calls=calls, reason=str(exc))
+            return ArchiveOutcome(recording_id, FAILED, key, calls=spent.calls, reason=str(exc))
         except (ArchiveError, SnapshotSourcesError, PostHogStreamInterruptedError) as exc:
-            return ArchiveOutcome(recording_id, FAILED, key, calls=calls, reason=str(exc))
+            return ArchiveOutcome(recording_id, FAILED, key, calls=spent.calls, reason=str(exc))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _fetch_and_store(self, recording: dict[str, Any], key: str) -> tuple[ArchiveOutcome, int]:
+    def _fetch_and_store(self, recording: dict[str, Any], key: str, spent: _Spent) -> ArchiveOutcome:
         recording_id = str(recording["id"])
+        spent.calls += 1
         sources = parse_sources(self.hook.send(sources_request(recording_id)), recording_id)
         planned = plan_content(sources)
-        calls = 1
         with self.store.upload(key) as upload:
             writer = RecordingExportWriter(upload, recording_id=recording_id, person=recording.get("person"))
             for content in planned:
+                spent.calls += 1
                 self.hook.stream(content.request, writer.feed)
-                calls += 1
                 writer.end_of_content()
             exported = writer.close()
         archived = upload.result
@@ -152,15 +159,14 @@ class Archiver:
                 distinct_id=recording.get("distinct_id"),
                 events=exported.events,
                 sources=described,
-                api_calls=calls,
+                api_calls=spent.calls,
             )
         )
         with self._lock:
             self._store_failures = 0
-        outcome = ArchiveOutcome(
-            recording_id, ARCHIVED, key, archived.size, archived.sha256, calls, sources=described
+        return ArchiveOutcome(
+            recording_id, ARCHIVED, key, archived.size, archived.sha256, spent.calls, sources=described
         )
-        return outcome, calls
 
     def _store_failed(self) -> None:
         with self._lock:
