@@ -177,7 +177,10 @@ class PostHogRecordingArchiveOperator(PostHogRecordingsBaseOperator):
 
     Returns (XCom): ``archived``, ``already_archived``, ``gone``, ``unavailable``,
     ``failed``, ``failed_ids``, ``skipped_recent``, ``skipped_ongoing``, ``matched``,
-    ``api_calls``, ``remaining``, ``deferrals``, ``report_path``.
+    ``api_calls``, ``remaining``, ``deferrals``, ``report_path``. A recording that could not
+    be archived (``unavailable``: PostHog's 502 ``recording_blocks_unavailable`` after
+    retries; or any other failure) is counted in ``failed`` and fails the task at the end,
+    after the others were archived; the next run tries it again.
     """
 
     template_fields: Sequence[str] = (
@@ -244,9 +247,10 @@ class PostHogRecordingArchiveOperator(PostHogRecordingsBaseOperator):
             outcomes = archive_rows(run, archiver, ready)
             for recording_id, outcome in outcomes.items():
                 page.done(recording_id)
-                if outcome.status == FAILED:
-                    run.state.fail(recording_id, outcome.reason or "failed")
-                else:
+                if outcome.status in (FAILED, UNAVAILABLE):
+                    # Not archived: the task fails at the end, naming it (the next run retries).
+                    run.state.fail(recording_id, outcome.reason or outcome.status)
+                if outcome.status != FAILED:
                     run.count(outcome.status)
             progress.advance(len(ready))
         progress.finish()
@@ -270,10 +274,8 @@ class PostHogRecordingArchiveOperator(PostHogRecordingsBaseOperator):
 
     def result(self, run: Run) -> dict[str, Any]:
         state = run.state
-        done = (
-            sum(state.count(name) for name in (ARCHIVED, ALREADY_ARCHIVED, GONE, UNAVAILABLE))
-            + state.failed_count
-        )
+        # Unavailable recordings are among the failed ones.
+        done = sum(state.count(name) for name in (ARCHIVED, ALREADY_ARCHIVED, GONE)) + state.failed_count
         return {
             "matched": done + (state.remaining or 0),
             ARCHIVED: state.count(ARCHIVED),
