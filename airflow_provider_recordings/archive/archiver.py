@@ -98,11 +98,14 @@ class Archiver:
         self.project_id = project_id
         self._lock = threading.Lock()
         self._store_failures = 0
+        #: Set once the store failed STORE_FAILURES_IN_A_ROW recordings: nothing more starts.
+        self.store_failed: str | None = None
 
     def key(self, recording: dict[str, Any]) -> str:
         return archive_key(self.project_id, str(recording["id"]), recording.get("start_time") or "")
 
     def archive(self, recording: dict[str, Any]) -> ArchiveOutcome:
+        self.check_store()
         recording_id = str(recording["id"])
         key = ""
         spent = _Spent()
@@ -168,12 +171,19 @@ class Archiver:
             recording_id, ARCHIVED, key, archived.size, archived.sha256, spent.calls, sources=described
         )
 
+    def check_store(self) -> None:
+        """Raise :class:`ArchiveStorageError` once the store failed too many recordings in a
+        row: every further recording would spend snapshot budget for nothing."""
+        if self.store_failed is not None:
+            raise ArchiveStorageError(self.store_failed)
+
     def _store_failed(self) -> None:
+        """One more recording the store failed. The one that reaches the limit is still
+        returned (and reported) as failed; the run stops before the next one."""
         with self._lock:
             self._store_failures += 1
-            failures = self._store_failures
-        if failures >= STORE_FAILURES_IN_A_ROW:
-            raise ArchiveStorageError(
-                f"archive_to: the store failed {failures} recordings in a row; stopping the run (the next "
-                "run archives what is missing)"
-            )
+            if self._store_failures >= STORE_FAILURES_IN_A_ROW and self.store_failed is None:
+                self.store_failed = (
+                    f"archive_to: the store failed {self._store_failures} recordings in a row; stopping "
+                    "the run (the next run archives what is missing)"
+                )

@@ -37,6 +37,7 @@ from airflow_provider_recordings.archive.archiver import (
     ArchiveOutcome,
     Archiver,
 )
+from airflow_provider_recordings.archive.errors import ArchiveStorageError
 from airflow_provider_recordings.core.errors import PostHogConfigError
 from airflow_provider_recordings.core.recordings import is_ongoing, isoformat, parse_time
 from airflow_provider_recordings.core.summary import RunSummary
@@ -152,8 +153,17 @@ def archive_rows(run: Run, archiver: Archiver, rows: list[dict[str, Any]]) -> di
             finished,
             action="archive",
         )
-    finally:
-        archiver.manifest.flush()
+        archiver.check_store()
+    except BaseException:
+        # The lines of what was archived still go to the manifest if they can; a store that
+        # cannot take them must not hide why the run stopped.
+        pending = archiver.manifest.pending
+        try:
+            archiver.manifest.flush()
+        except ArchiveStorageError as exc:
+            run.log.error("The manifest lines of %d archive(s) could not be written: %s", pending, exc)
+        raise
+    archiver.manifest.flush()
     return outcomes
 
 
