@@ -28,8 +28,8 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "schema": {"type": ["string", "null"], "examples": ["12345"]},
     },
     "list_rate_plan": {
-        "label": "List rate plan",
-        "description": "PostHog plan whose list-endpoint budget applies: free (12/min, 60/h), "
+        "label": "Rate plan",
+        "description": "PostHog plan whose list and snapshot budgets apply: free (12/min, 60/h), "
         "paid (60/min, 300/h) or enterprise (100/min, 400/h).",
         "schema": _optional("string", "free", enum=["free", "paid", "enterprise"]),
     },
