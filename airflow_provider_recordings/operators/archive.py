@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import enum
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -122,9 +122,17 @@ def open_archiver(run: Run, params: ArchiveParams, salt: str) -> Archiver:
     return Archiver(run.hook, store, manifest, project_id=project_id)
 
 
-def archive_rows(run: Run, archiver: Archiver, rows: list[dict[str, Any]]) -> dict[str, ArchiveOutcome]:
+def archive_rows(
+    run: Run,
+    archiver: Archiver,
+    rows: list[dict[str, Any]],
+    on_outcome: Callable[[str, ArchiveOutcome], None] | None = None,
+) -> dict[str, ArchiveOutcome]:
     """Archive ``rows`` (``max_workers`` at a time), reporting each; the manifest is flushed
-    before this returns, so every archive that counts is in it before anything is deleted."""
+    before this returns, so every archive that counts is in it before anything is deleted.
+
+    ``on_outcome`` sees each outcome as soon as it is known (in the calling thread), so
+    what finished before the run stops or defers mid-way is not lost with it."""
     outcomes: dict[str, ArchiveOutcome] = {}
     by_id = {str(row["id"]): row for row in rows}
 
@@ -145,6 +153,8 @@ def archive_rows(run: Run, archiver: Archiver, rows: list[dict[str, Any]]) -> di
             calls=outcome.calls,
             reason=outcome.reason,
         )
+        if on_outcome is not None:
+            on_outcome(recording_id, outcome)
 
     try:
         run.each(
@@ -254,15 +264,19 @@ class PostHogRecordingArchiveOperator(PostHogRecordingsBaseOperator):
         assert settled is not None
         for page in run.walk(params.selection.queries(date_to=job.settled_before)):
             ready = self._ready(run, page, settled)
-            outcomes = archive_rows(run, archiver, ready)
-            for recording_id, outcome in outcomes.items():
+
+            def finished(recording_id: str, outcome: ArchiveOutcome, page: Page = page) -> None:
+                # Each recording is done as soon as its outcome is known: a run that defers
+                # (the snapshot budget is spent) or stops mid-page goes on after it.
                 page.done(recording_id)
                 if outcome.status in (FAILED, UNAVAILABLE):
                     # Not archived: the task fails at the end, naming it (the next run retries).
                     run.state.fail(recording_id, outcome.reason or outcome.status)
                 if outcome.status != FAILED:
                     run.count(outcome.status)
-            progress.advance(len(ready))
+                progress.advance(1)
+
+            archive_rows(run, archiver, ready, finished)
         progress.finish()
         return Phase.DONE
 
