@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ from airflow_provider_recordings.archive.archiver import (
     UNAVAILABLE,
     ArchiveOutcome,
     Archiver,
+    KnownSources,
 )
 from airflow_provider_recordings.archive.errors import ArchiveStorageError
 from airflow_provider_recordings.core.errors import PostHogConfigError
@@ -71,6 +72,8 @@ class Job:
     settled_before: str = ""
     #: The salt of the manifest's hashed distinct ids, one per run.
     salt: str = ""
+    #: Listings read before the snapshot budget ran out (at most ``max_workers``).
+    sources: dict[str, KnownSources] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -105,8 +108,11 @@ def archive_params(archive_to: Any, archive_conn_id: Any, manifest_identifiers: 
     return ArchiveParams(archive_to.strip(), conn_id, manifest_identifiers)
 
 
-def open_archiver(run: Run, params: ArchiveParams, salt: str) -> Archiver:
-    """The archiver of one pass, with its manifest (one part per page on object stores)."""
+def open_archiver(
+    run: Run, params: ArchiveParams, salt: str, known_sources: dict[str, KnownSources]
+) -> Archiver:
+    """The archiver of one pass, with its manifest. ``known_sources`` is the run's state's
+    dict of listings read before a deferral: the archiver uses and updates it in place."""
     from airflow_provider_recordings.archive.manifest import ManifestWriter
     from airflow_provider_recordings.archive.store import ArchiveStore
 
@@ -119,7 +125,7 @@ def open_archiver(run: Run, params: ArchiveParams, salt: str) -> Archiver:
         identifiers=params.manifest_identifiers,
         salt=salt,
     )
-    return Archiver(run.hook, store, manifest, project_id=project_id)
+    return Archiver(run.hook, store, manifest, project_id=project_id, known_sources=known_sources)
 
 
 def archive_rows(
@@ -258,7 +264,7 @@ class PostHogRecordingArchiveOperator(PostHogRecordingsBaseOperator):
             job.settled_before,
             params.archive.archive_to,
         )
-        archiver = open_archiver(run, params.archive, job.salt)
+        archiver = open_archiver(run, params.archive, job.salt, job.sources)
         progress = Progress(run.log, "Archived", None)
         settled = parse_time(job.settled_before)
         assert settled is not None

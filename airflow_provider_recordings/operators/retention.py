@@ -15,12 +15,13 @@ from __future__ import annotations
 import enum
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException
 
+from airflow_provider_recordings.archive.archiver import KnownSources
 from airflow_provider_recordings.core.endpoints import DeleteSummary
 from airflow_provider_recordings.core.errors import PostHogConfigError
 from airflow_provider_recordings.core.recordings import is_ongoing, isoformat, parse_time
@@ -74,6 +75,8 @@ class Job:
     count_finished: bool = False
     #: With ``archive_to``: the salt of the manifest's hashed distinct ids (one per run).
     salt: str = ""
+    #: With ``archive_to``: listings read before the snapshot budget ran out.
+    sources: dict[str, KnownSources] = field(default_factory=dict)
 
     @property
     def total(self) -> int | None:
@@ -295,7 +298,7 @@ class PostHogRecordingRetentionOperator(PostHogRecordingsBaseOperator):
         archiver = (
             None
             if params.archive is None or params.dry_run
-            else open_archiver(run, params.archive, run.job.salt)
+            else open_archiver(run, params.archive, run.job.salt, run.job.sources)
         )
         queries = self._queries(run)
         for page in run.walk(queries):
