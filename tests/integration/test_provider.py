@@ -16,6 +16,7 @@ EXAMPLE_DAG_IDS = {
     "posthog_mark_viewed",
     "posthog_wait_for_ongoing",
     "posthog_erasure_request",
+    "posthog_archive_then_delete",
 }
 
 
