@@ -116,6 +116,7 @@ def get_provider_info() -> dict[str, Any]:
                     f"{PACKAGE}.operators.update",
                     f"{PACKAGE}.operators.sharing",
                     f"{PACKAGE}.operators.erasure",
+                    f"{PACKAGE}.operators.archive",
                 ],
             }
         ],

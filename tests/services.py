@@ -314,21 +314,46 @@ class S3Server:
         return self
 
     def _wait_until_serving(self) -> None:
-        """The S3 port opens before the filer behind it answers: wait for a bucket listing."""
+        """The S3 port opens before the filer behind it answers: wait for a bucket listing.
+        After a restart, the volume server also takes a few seconds to tell the master about
+        the volumes already on disk (until then, reading an object in one of them answers 500
+        "volume not found"): wait until the master knows every one of them."""
         deadline = time.monotonic() + START_TIMEOUT
         last: Exception | None = None
+        on_disk = self._volumes_on_disk()
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
                 raise RuntimeError(f"weed exited with {self._process.returncode}:\n{_tail(self.log)}")
             try:
                 self.client().list_buckets()
-                return
+                missing = on_disk - self._volumes_known()
+                if not missing:
+                    return
+                last = RuntimeError(f"the master does not know volumes {sorted(missing)} yet")
             except Exception as exc:
                 last = exc
-                time.sleep(0.1)
+            time.sleep(0.1)
         raise RuntimeError(
             f"SeaweedFS's S3 did not answer within {START_TIMEOUT:.0f} s ({last}):\n{_tail(self.log)}"
         )
+
+    def _volumes_on_disk(self) -> set[int]:
+        """Ids of the volumes in the data folder (``<collection>_<id>.dat`` or ``<id>.dat``)."""
+        return {int(path.stem.rsplit("_", 1)[-1]) for path in self.data.glob("*.dat")}
+
+    def _volumes_known(self) -> set[int]:
+        """Ids of the volumes the master has heard of (``/vol/status``)."""
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self._ports['master']}/vol/status"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            status = json.load(answer)
+        known: set[int] = set()
+        for racks in (status.get("Volumes", {}).get("DataCenters") or {}).values():
+            for nodes in (racks or {}).values():
+                for volumes in (nodes or {}).values():
+                    known.update(int(volume["Id"]) for volume in volumes or [])
+        return known
 
     def stop(self) -> None:
         """Stop the server at once (as a crashed or unreachable store looks to clients)."""

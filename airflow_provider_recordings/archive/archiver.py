@@ -28,11 +28,18 @@ from airflow_provider_recordings.archive.manifest import ManifestEntry
 from airflow_provider_recordings.core.errors import (
     PostHogApiError,
     PostHogAuthError,
+    PostHogNotFoundError,
     PostHogRateLimitError,
     PostHogStreamInterruptedError,
 )
 from airflow_provider_recordings.core.snapshots import (
+    BLOB_V2,
+    BLOB_V2_LTS,
+    SERVER_MAX_BLOB_KEY_SPAN,
+    SnapshotSource,
+    SnapshotSources,
     SnapshotSourcesError,
+    block_ranges,
     is_blocks_unavailable,
     parse_sources,
     plan_content,
@@ -79,11 +86,51 @@ class ArchiveOutcome:
         return self.status in SAFE
 
 
+@dataclass
+class KnownSources:
+    """A recording's sources listing in a few bytes, kept in a run's state when the snapshot
+    budget ran out between its listing and its content, so that the call is not spent twice.
+
+    ``ranges`` are inclusive ranges of the ``blob_v2`` keys; ``lts_key`` the ``blob_v2_lts``
+    source's key; ``calls`` the snapshot calls already spent on the recording.
+    """
+
+    lts_key: str | None = None
+    ranges: list[list[int]] = field(default_factory=list)
+    calls: int = 1
+
+    @classmethod
+    def of(cls, sources: SnapshotSources, *, calls: int = 1) -> KnownSources:
+        if sources.lts is not None:
+            return cls(lts_key=sources.lts.blob_key, calls=calls)
+        spans = block_ranges(sources.block_keys, SERVER_MAX_BLOB_KEY_SPAN)
+        return cls(ranges=[[start, end] for start, end in spans], calls=calls)
+
+    def sources(self, recording_id: str) -> SnapshotSources:
+        if self.lts_key is not None:
+            return SnapshotSources(recording_id, lts=SnapshotSource(BLOB_V2_LTS, self.lts_key))
+        keys = [key for start, end in self.ranges for key in range(start, end + 1)]
+        return SnapshotSources(recording_id, blocks=tuple(SnapshotSource(BLOB_V2, str(key)) for key in keys))
+
+
+@dataclass
+class _Spent:
+    """Snapshot calls made for one recording so far (retries of one call not counted)."""
+
+    calls: int = 0
+
+
 class Archiver:
     """Archives recordings of one project into one store (thread-safe: one per run pass)."""
 
     def __init__(
-        self, hook: PostHogHook, store: ArchiveStore, manifest: ManifestWriter, *, project_id: str
+        self,
+        hook: PostHogHook,
+        store: ArchiveStore,
+        manifest: ManifestWriter,
+        *,
+        project_id: str,
+        known_sources: dict[str, KnownSources] | None = None,
     ) -> None:
         self.hook = hook
         self.store = store
@@ -91,24 +138,37 @@ class Archiver:
         self.project_id = project_id
         self._lock = threading.Lock()
         self._store_failures = 0
+        #: Set once the store failed STORE_FAILURES_IN_A_ROW recordings: nothing more starts.
+        self.store_failed: str | None = None
+        #: Listings read before the budget ran out, by recording (the run's state keeps this
+        #: dict across its deferral: pass the same one to the archiver of the resumed pass).
+        self.known_sources: dict[str, KnownSources] = {} if known_sources is None else known_sources
 
     def key(self, recording: dict[str, Any]) -> str:
-        return archive_key(self.project_id, str(recording["id"]), recording["start_time"])
+        return archive_key(self.project_id, str(recording["id"]), recording.get("start_time") or "")
 
     def archive(self, recording: dict[str, Any]) -> ArchiveOutcome:
+        self.check_store()
+        outcome = self._archive(recording)
+        # Whatever became of it, a listing kept across a deferral has served its purpose.
+        with self._lock:
+            self.known_sources.pop(outcome.recording_id, None)
+        return outcome
+
+    def _archive(self, recording: dict[str, Any]) -> ArchiveOutcome:
         recording_id = str(recording["id"])
-        key = self.key(recording)
-        if self.store.exists_and_verifies(key):
-            return ArchiveOutcome(recording_id, ALREADY_ARCHIVED, key)
-        calls = 0
+        key = ""
+        spent = _Spent()
         try:
+            # Inside the try: an id that cannot name a file, or a store that cannot be read,
+            # concerns this recording (and the store's count of failures), not the run.
+            key = self.key(recording)
+            if self.store.exists_and_verifies(key):
+                return ArchiveOutcome(recording_id, ALREADY_ARCHIVED, key)
             for attempt in range(1, STREAM_ATTEMPTS + 1):
                 try:
-                    outcome, used = self._fetch_and_store(recording, key)
-                    calls += used
-                    return outcome
+                    return self._fetch_and_store(recording, key, spent)
                 except PostHogStreamInterruptedError:
-                    calls += 1
                     if attempt == STREAM_ATTEMPTS:
                         raise
         except (PostHogAuthError, PostHogRateLimitError):
@@ -117,28 +177,50 @@ class Archiver:
             raise
         except PostHogApiError as exc:
             if exc.status in (404, 410):
-                return ArchiveOutcome(recording_id, GONE, key, calls=calls, reason=str(exc))
+                return ArchiveOutcome(recording_id, GONE, key, calls=spent.calls, reason=str(exc))
             status = UNAVAILABLE if is_blocks_unavailable(exc) else FAILED
-            return ArchiveOutcome(recording_id, status, key, calls=calls, reason=str(exc))
+            return ArchiveOutcome(recording_id, status, key, calls=spent.calls, reason=str(exc))
         except ArchiveStorageError as exc:
             self._store_failed()
-            return ArchiveOutcome(recording_id, FAILED, key, calls=calls, reason=str(exc))
+            return ArchiveOutcome(recording_id, FAILED, key, calls=spent.calls, reason=str(exc))
         except (ArchiveError, SnapshotSourcesError, PostHogStreamInterruptedError) as exc:
-            return ArchiveOutcome(recording_id, FAILED, key, calls=calls, reason=str(exc))
+            return ArchiveOutcome(recording_id, FAILED, key, calls=spent.calls, reason=str(exc))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _fetch_and_store(self, recording: dict[str, Any], key: str) -> tuple[ArchiveOutcome, int]:
+    def _fetch_and_store(self, recording: dict[str, Any], key: str, spent: _Spent) -> ArchiveOutcome:
         recording_id = str(recording["id"])
-        sources = parse_sources(self.hook.send(sources_request(recording_id)), recording_id)
+        with self._lock:
+            known = self.known_sources.get(recording_id)
+        if known is not None:
+            sources = known.sources(recording_id)
+            spent.calls = max(spent.calls, known.calls)
+        else:
+            spent.calls += 1
+            sources = parse_sources(self.hook.send(sources_request(recording_id)), recording_id)
         planned = plan_content(sources)
-        calls = 1
-        with self.store.upload(key) as upload:
-            writer = RecordingExportWriter(upload, recording_id=recording_id, person=recording.get("person"))
-            for content in planned:
-                self.hook.stream(content.request, writer.feed)
-                calls += 1
-                writer.end_of_content()
-            exported = writer.close()
+        try:
+            with self.store.upload(key) as upload:
+                writer = RecordingExportWriter(
+                    upload, recording_id=recording_id, person=recording.get("person")
+                )
+                for content in planned:
+                    spent.calls += 1
+                    self.hook.stream(content.request, writer.feed)
+                    writer.end_of_content()
+                exported = writer.close()
+        except PostHogRateLimitError:
+            # The budget ran out after the listing was read: the run defers with it, and the
+            # resumed run reads the content without listing the sources again.
+            with self._lock:
+                self.known_sources[recording_id] = KnownSources.of(sources, calls=spent.calls - 1)
+            raise
+        except PostHogNotFoundError:
+            if known is None:
+                raise
+            # A listing kept across a deferral that no longer holds: list the sources again.
+            with self._lock:
+                self.known_sources.pop(recording_id, None)
+            return self._fetch_and_store(recording, key, spent)
         archived = upload.result
         assert archived is not None
         described = [content.describe() for content in planned]
@@ -152,22 +234,28 @@ class Archiver:
                 distinct_id=recording.get("distinct_id"),
                 events=exported.events,
                 sources=described,
-                api_calls=calls,
+                api_calls=spent.calls,
             )
         )
         with self._lock:
             self._store_failures = 0
-        outcome = ArchiveOutcome(
-            recording_id, ARCHIVED, key, archived.size, archived.sha256, calls, sources=described
+        return ArchiveOutcome(
+            recording_id, ARCHIVED, key, archived.size, archived.sha256, spent.calls, sources=described
         )
-        return outcome, calls
+
+    def check_store(self) -> None:
+        """Raise :class:`ArchiveStorageError` once the store failed too many recordings in a
+        row: every further recording would spend snapshot budget for nothing."""
+        if self.store_failed is not None:
+            raise ArchiveStorageError(self.store_failed)
 
     def _store_failed(self) -> None:
+        """One more recording the store failed. The one that reaches the limit is still
+        returned (and reported) as failed; the run stops before the next one."""
         with self._lock:
             self._store_failures += 1
-            failures = self._store_failures
-        if failures >= STORE_FAILURES_IN_A_ROW:
-            raise ArchiveStorageError(
-                f"archive_to: the store failed {failures} recordings in a row; stopping the run (the next "
-                "run archives what is missing)"
-            )
+            if self._store_failures >= STORE_FAILURES_IN_A_ROW and self.store_failed is None:
+                self.store_failed = (
+                    f"archive_to: the store failed {self._store_failures} recordings in a row; stopping "
+                    "the run (the next run archives what is missing)"
+                )

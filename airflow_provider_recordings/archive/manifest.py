@@ -28,8 +28,10 @@ deferral or a second task never writes over another's lines. In a **local folder
 line is appended to the writer's part file and ``fsync``-ed before :meth:`ManifestWriter.add`
 returns. **Object stores** cannot append: lines are gathered and each
 :meth:`~ManifestWriter.flush` writes them as a new part object (complete or absent, like any
-upload). A writer flushes by itself every ``lines_per_part`` lines and when closed; a caller
-about to act on the lines (delete recordings from PostHog) flushes first. A reader takes all
+upload). A writer flushes by itself every ``lines_per_part`` lines, once its oldest line has
+waited ``flush_every`` seconds (so a task killed without warning loses at most that much
+of its manifest; its archives, committed by their sidecars, are not lost), and when
+closed; a caller about to act on the lines (delete recordings from PostHog) flushes first. A reader takes all
 parts (:func:`read_manifest` reads one), and skips a last line cut short by a crash.
 """
 
@@ -125,6 +127,8 @@ class ManifestWriter:
     :param identifiers: ``"hashed"`` (default) or ``"clear"``.
     :param salt: hex salt of the hashes; random per writer by default.
     :param lines_per_part: lines per part object on an object store.
+    :param flush_every: on an object store, write a part once its oldest line has waited
+        this many seconds (checked when a line is added).
     :param clock: the time, for ``archived_at`` and the folder's day (tests).
     """
 
@@ -137,6 +141,7 @@ class ManifestWriter:
         identifiers: str = "hashed",
         salt: str | None = None,
         lines_per_part: int = 1000,
+        flush_every: float = 60.0,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         if identifiers not in IDENTIFIERS:
@@ -156,6 +161,8 @@ class ManifestWriter:
         self._started = self._clock()
         self._part = 0
         self._pending: list[bytes] = []
+        self._pending_since: datetime | None = None
+        self.flush_every = flush_every
         self.parts: list[str] = []
         self.lines = 0
 
@@ -177,7 +184,8 @@ class ManifestWriter:
 
     def add(self, entry: ManifestEntry) -> None:
         """Record one verified archive. Durable at once in a local folder; on an object store
-        at the next :meth:`flush` (every ``lines_per_part`` lines, and on close)."""
+        at the next :meth:`flush` (every ``lines_per_part`` lines or ``flush_every`` seconds,
+        and on close)."""
         data = (json.dumps(self.line(entry), sort_keys=True, separators=(",", ":")) + "\n").encode()
         if self.store.local:
             key = self._key()
@@ -185,8 +193,12 @@ class ManifestWriter:
             if key not in self.parts:
                 self.parts.append(key)
         else:
+            now = self._clock()
+            if not self._pending:
+                self._pending_since = now
             self._pending.append(data)
-            if len(self._pending) >= self.lines_per_part:
+            waited = (now - (self._pending_since or now)).total_seconds()
+            if len(self._pending) >= self.lines_per_part or waited >= self.flush_every:
                 self.flush()
         self.lines += 1
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import enum
 import secrets
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +36,9 @@ from airflow_provider_recordings.archive.archiver import (
     UNAVAILABLE,
     ArchiveOutcome,
     Archiver,
+    KnownSources,
 )
+from airflow_provider_recordings.archive.errors import ArchiveStorageError
 from airflow_provider_recordings.core.errors import PostHogConfigError
 from airflow_provider_recordings.core.recordings import is_ongoing, isoformat, parse_time
 from airflow_provider_recordings.core.summary import RunSummary
@@ -70,6 +72,8 @@ class Job:
     settled_before: str = ""
     #: The salt of the manifest's hashed distinct ids, one per run.
     salt: str = ""
+    #: Listings read before the snapshot budget ran out (at most ``max_workers``).
+    sources: dict[str, KnownSources] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -104,8 +108,11 @@ def archive_params(archive_to: Any, archive_conn_id: Any, manifest_identifiers: 
     return ArchiveParams(archive_to.strip(), conn_id, manifest_identifiers)
 
 
-def open_archiver(run: Run, params: ArchiveParams, salt: str) -> Archiver:
-    """The archiver of one pass, with its manifest (one part per page on object stores)."""
+def open_archiver(
+    run: Run, params: ArchiveParams, salt: str, known_sources: dict[str, KnownSources]
+) -> Archiver:
+    """The archiver of one pass, with its manifest. ``known_sources`` is the run's state's
+    dict of listings read before a deferral: the archiver uses and updates it in place."""
     from airflow_provider_recordings.archive.manifest import ManifestWriter
     from airflow_provider_recordings.archive.store import ArchiveStore
 
@@ -118,12 +125,20 @@ def open_archiver(run: Run, params: ArchiveParams, salt: str) -> Archiver:
         identifiers=params.manifest_identifiers,
         salt=salt,
     )
-    return Archiver(run.hook, store, manifest, project_id=project_id)
+    return Archiver(run.hook, store, manifest, project_id=project_id, known_sources=known_sources)
 
 
-def archive_rows(run: Run, archiver: Archiver, rows: list[dict[str, Any]]) -> dict[str, ArchiveOutcome]:
+def archive_rows(
+    run: Run,
+    archiver: Archiver,
+    rows: list[dict[str, Any]],
+    on_outcome: Callable[[str, ArchiveOutcome], None] | None = None,
+) -> dict[str, ArchiveOutcome]:
     """Archive ``rows`` (``max_workers`` at a time), reporting each; the manifest is flushed
-    before this returns, so every archive that counts is in it before anything is deleted."""
+    before this returns, so every archive that counts is in it before anything is deleted.
+
+    ``on_outcome`` sees each outcome as soon as it is known (in the calling thread), so
+    what finished before the run stops or defers mid-way is not lost with it."""
     outcomes: dict[str, ArchiveOutcome] = {}
     by_id = {str(row["id"]): row for row in rows}
 
@@ -144,6 +159,8 @@ def archive_rows(run: Run, archiver: Archiver, rows: list[dict[str, Any]]) -> di
             calls=outcome.calls,
             reason=outcome.reason,
         )
+        if on_outcome is not None:
+            on_outcome(recording_id, outcome)
 
     try:
         run.each(
@@ -152,8 +169,17 @@ def archive_rows(run: Run, archiver: Archiver, rows: list[dict[str, Any]]) -> di
             finished,
             action="archive",
         )
-    finally:
-        archiver.manifest.flush()
+        archiver.check_store()
+    except BaseException:
+        # The lines of what was archived still go to the manifest if they can; a store that
+        # cannot take them must not hide why the run stopped.
+        pending = archiver.manifest.pending
+        try:
+            archiver.manifest.flush()
+        except ArchiveStorageError as exc:
+            run.log.error("The manifest lines of %d archive(s) could not be written: %s", pending, exc)
+        raise
+    archiver.manifest.flush()
     return outcomes
 
 
@@ -177,7 +203,10 @@ class PostHogRecordingArchiveOperator(PostHogRecordingsBaseOperator):
 
     Returns (XCom): ``archived``, ``already_archived``, ``gone``, ``unavailable``,
     ``failed``, ``failed_ids``, ``skipped_recent``, ``skipped_ongoing``, ``matched``,
-    ``api_calls``, ``remaining``, ``deferrals``, ``report_path``.
+    ``api_calls``, ``remaining``, ``deferrals``, ``report_path``. A recording that could not
+    be archived (``unavailable``: PostHog's 502 ``recording_blocks_unavailable`` after
+    retries; or any other failure) is counted in ``failed`` and fails the task at the end,
+    after the others were archived; the next run tries it again.
     """
 
     template_fields: Sequence[str] = (
@@ -235,20 +264,25 @@ class PostHogRecordingArchiveOperator(PostHogRecordingsBaseOperator):
             job.settled_before,
             params.archive.archive_to,
         )
-        archiver = open_archiver(run, params.archive, job.salt)
+        archiver = open_archiver(run, params.archive, job.salt, job.sources)
         progress = Progress(run.log, "Archived", None)
         settled = parse_time(job.settled_before)
         assert settled is not None
         for page in run.walk(params.selection.queries(date_to=job.settled_before)):
             ready = self._ready(run, page, settled)
-            outcomes = archive_rows(run, archiver, ready)
-            for recording_id, outcome in outcomes.items():
+
+            def finished(recording_id: str, outcome: ArchiveOutcome, page: Page = page) -> None:
+                # Each recording is done as soon as its outcome is known: a run that defers
+                # (the snapshot budget is spent) or stops mid-page goes on after it.
                 page.done(recording_id)
-                if outcome.status == FAILED:
-                    run.state.fail(recording_id, outcome.reason or "failed")
-                else:
+                if outcome.status in (FAILED, UNAVAILABLE):
+                    # Not archived: the task fails at the end, naming it (the next run retries).
+                    run.state.fail(recording_id, outcome.reason or outcome.status)
+                if outcome.status != FAILED:
                     run.count(outcome.status)
-            progress.advance(len(ready))
+                progress.advance(1)
+
+            archive_rows(run, archiver, ready, finished)
         progress.finish()
         return Phase.DONE
 
@@ -270,10 +304,8 @@ class PostHogRecordingArchiveOperator(PostHogRecordingsBaseOperator):
 
     def result(self, run: Run) -> dict[str, Any]:
         state = run.state
-        done = (
-            sum(state.count(name) for name in (ARCHIVED, ALREADY_ARCHIVED, GONE, UNAVAILABLE))
-            + state.failed_count
-        )
+        # Unavailable recordings are among the failed ones.
+        done = sum(state.count(name) for name in (ARCHIVED, ALREADY_ARCHIVED, GONE)) + state.failed_count
         return {
             "matched": done + (state.remaining or 0),
             ARCHIVED: state.count(ARCHIVED),

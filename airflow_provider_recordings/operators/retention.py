@@ -15,12 +15,13 @@ from __future__ import annotations
 import enum
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException
 
+from airflow_provider_recordings.archive.archiver import ArchiveOutcome, KnownSources
 from airflow_provider_recordings.core.endpoints import DeleteSummary
 from airflow_provider_recordings.core.errors import PostHogConfigError
 from airflow_provider_recordings.core.recordings import is_ongoing, isoformat, parse_time
@@ -49,6 +50,13 @@ if TYPE_CHECKING:
     from airflow_provider_recordings.run.walk import Page
 
 
+#: With ``archive_to``: recordings archived before a chunk of them is deleted. Small, so that
+#: deleting starts within the first budget hour and a run that defers mid-page reads back at
+#: most this many archives again; a chunk of 20 is one bulk-delete call, where PostHog allows
+#: them, for 40 or more snapshot calls.
+ARCHIVE_CHUNK = 20
+
+
 class Phase(enum.Enum):
     #: With ``max_deletions``: walk the selection once to count it, deleting nothing.
     COUNT = "count"
@@ -74,6 +82,12 @@ class Job:
     count_finished: bool = False
     #: With ``archive_to``: the salt of the manifest's hashed distinct ids (one per run).
     salt: str = ""
+    #: With ``archive_to``: listings read before the snapshot budget ran out.
+    sources: dict[str, KnownSources] = field(default_factory=dict)
+    #: With ``archive_to``: recordings this run archived (and counted) that are not deleted
+    #: yet (at most ``ARCHIVE_CHUNK``): a resumed pass finds them archived, and does not
+    #: count them again.
+    archived: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int | None:
@@ -295,14 +309,27 @@ class PostHogRecordingRetentionOperator(PostHogRecordingsBaseOperator):
         archiver = (
             None
             if params.archive is None or params.dry_run
-            else open_archiver(run, params.archive, run.job.salt)
+            else open_archiver(run, params.archive, run.job.salt, run.job.sources)
         )
         queries = self._queries(run)
         for page in run.walk(queries):
             doomed = self._decide(run, page)
             if doomed and archiver is not None:
-                doomed = self._archive_first(run, page, doomed, archiver)
-            if doomed:
+                # A chunk at a time, each deleted as soon as it is archived: the snapshot
+                # budget archives a page over hours, and a run that defers goes on after
+                # the last chunk it deleted.
+                ids = list(doomed)
+                for start in range(0, len(ids), ARCHIVE_CHUNK):
+                    chunk = {i: doomed[i] for i in ids[start : start + ARCHIVE_CHUNK]}
+                    safe = self._archive_first(run, page, chunk, archiver)
+                    if safe:
+                        # What the page still has to delete: this chunk's safe ones, and the
+                        # chunks after it.
+                        left = len(ids) - start - len(chunk) + len(safe)
+                        self._check_cap(run, len(safe))
+                        self._delete_page(run, page, safe, progress, left=left)
+                    run.job.archived = [i for i in run.job.archived if i not in safe]
+            elif doomed:
                 self._check_cap(run, len(doomed))
                 self._delete_page(run, page, doomed, progress)
             if page.last_of_query and params.selection.is_explicit:
@@ -335,24 +362,30 @@ class PostHogRecordingRetentionOperator(PostHogRecordingsBaseOperator):
     def _archive_first(
         self, run: Run, page: Page, doomed: dict[str, dict[str, Any]], archiver: Archiver
     ) -> dict[str, dict[str, Any]]:
-        """Archive the page's doomed recordings; only those safely archived go on to be
-        deleted. The others are kept, reported, and left for the next run."""
+        """Archive ``doomed`` (recordings of the page); only those safely archived go on to
+        be deleted. The others are kept, reported, and left for the next run. Each outcome
+        is handled as it arrives, so a pass that defers mid-way loses none of them."""
         rows = [row for row in page.rows if row["id"] in doomed]
-        outcomes = archive_rows(run, archiver, rows)
-        safe = {}
-        for recording_id, times in doomed.items():
-            outcome = outcomes.get(recording_id)
-            if outcome is not None and outcome.safe:
-                run.count(outcome.status)
-                safe[recording_id] = times
-                continue
-            status = outcome.status if outcome is not None else "not tried"
-            reason = f"not archived ({status}: {outcome.reason if outcome else ''}); kept for the next run"
+        job: Job = run.job
+        archived: set[str] = set()
+
+        def finished(recording_id: str, outcome: ArchiveOutcome) -> None:
+            times = doomed[recording_id]
+            if outcome.safe:
+                # Archived by an earlier pass of this run: counted then, deleted now.
+                if recording_id not in job.archived:
+                    run.count(outcome.status)
+                    job.archived.append(recording_id)
+                archived.add(recording_id)
+                return
+            reason = f"not archived ({outcome.status}: {outcome.reason or ''}); kept for the next run"
             run.count("not_archived")
             run.state.fail(recording_id, reason)
             run.record(id=recording_id, **times, action="delete", result="not_deleted", reason=reason)
             page.done(recording_id)
-        return safe
+
+        archive_rows(run, archiver, rows, finished)
+        return {recording_id: times for recording_id, times in doomed.items() if recording_id in archived}
 
     def _check_cap(self, run: Run, more: int) -> None:
         """Never delete past ``max_deletions`` in one run, even if recordings appeared
@@ -365,11 +398,19 @@ class PostHogRecordingRetentionOperator(PostHogRecordingsBaseOperator):
             )
 
     def _delete_page(
-        self, run: Run, page: Page, doomed: dict[str, dict[str, Any]], progress: Progress
+        self,
+        run: Run,
+        page: Page,
+        doomed: dict[str, dict[str, Any]],
+        progress: Progress,
+        *,
+        left: int | None = None,
     ) -> None:
+        """Delete ``doomed``; ``left`` is how many of the page's recordings remain to delete
+        with them (when the page is deleted a chunk at a time)."""
         state = run.state
         if run.job.total is None:
-            state.remaining = len(doomed) if page.last_of_query else None
+            state.remaining = (len(doomed) if left is None else left) if page.last_of_query else None
 
         def finished(part: DeleteSummary, chunk: list[str]) -> None:
             run.count("deleted", part.deleted)

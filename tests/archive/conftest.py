@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.operators.conftest import run_operator
 from tests.services import S3Server
+
+__all__ = ["run_operator"]  # the operators' fixture, for the archive operator's tests
 
 #: The connection id the tests' ``aws`` connection is registered under.
 S3_CONN_ID = "archive_s3"

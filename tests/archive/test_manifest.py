@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -148,6 +148,29 @@ def test_object_store_lines_go_in_parts_that_never_overwrite_each_other(s3_serve
         "00001.jsonl",
         "00002.jsonl",
     ]
+
+
+def test_object_store_lines_wait_at_most_flush_every_seconds(s3_server, s3_bucket, s3_conn):
+    # A task killed without warning (SIGKILL, a lost machine) loses only the lines gathered
+    # since the last part: at most flush_every seconds of them.
+    store = ArchiveStore(f"s3://{s3_bucket}/archive", conn_id=s3_conn)
+    now = [NOW]
+    writer = ManifestWriter(store, project_id=12, run_id="r", flush_every=60, clock=lambda: now[0])
+    writer.add(entry(1))
+    now[0] = NOW + timedelta(seconds=59)
+    writer.add(entry(2))
+    assert (writer.pending, writer.parts) == (2, [])
+    now[0] = NOW + timedelta(seconds=60)
+    writer.add(entry(3))
+    assert writer.pending == 0
+    (part,) = writer.parts
+    assert [line["recording_id"] for line in read_manifest(store, part)] == ["rec-1", "rec-2", "rec-3"]
+    # The next part's clock starts with its own first line.
+    now[0] = NOW + timedelta(seconds=200)
+    writer.add(entry(4))
+    now[0] = NOW + timedelta(seconds=259)
+    writer.add(entry(5))
+    assert writer.pending == 2
 
 
 def test_a_failed_part_write_keeps_its_lines_for_the_next_flush(s3_server, s3_bucket, s3_conn):

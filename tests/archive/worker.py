@@ -8,6 +8,10 @@ upload.
     python -m tests.archive.worker hang ARCHIVE_TO KEY BYTES [CONN_ID]
         writes BYTES into an upload, pushes them to the store, prints "uploading", then
         waits on stdin for the test to kill it.
+    python -m tests.archive.worker operator ARCHIVE_TO CONN_ID|- REPORT
+        runs PostHogRecordingArchiveOperator (one worker thread) against the connection
+        of AIRFLOW_CONN_POSTHOG_DEFAULT, as a task would, for a test to kill mid-upload;
+        prints the result as JSON if it gets that far.
 """
 
 from __future__ import annotations
@@ -30,7 +34,30 @@ def peak_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def run_operator(archive_to: str, conn_id: str, report: str) -> None:
+    from datetime import UTC, datetime
+
+    from airflow_provider_recordings.operators.archive import PostHogRecordingArchiveOperator
+
+    class Task:
+        def xcom_push(self, key: str, value: object) -> None:
+            pass
+
+    operator = PostHogRecordingArchiveOperator(
+        task_id="archive",
+        archive_to=archive_to,
+        archive_conn_id=None if conn_id == "-" else conn_id,
+        report_path=report,
+        max_workers=1,
+    )
+    result = operator.execute({"ti": Task(), "run_id": "killed", "data_interval_end": datetime.now(UTC)})
+    print(json.dumps(result, default=str), flush=True)
+
+
 def main(argv: list[str]) -> None:
+    if argv[0] == "operator":
+        run_operator(*argv[1:4])
+        return
     command, archive_to, key, size = argv[0], argv[1], argv[2], int(argv[3])
     conn_id = argv[4] if len(argv) > 4 else None
     from airflow_provider_recordings.archive import ArchiveStore, RecordingExportWriter

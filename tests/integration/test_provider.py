@@ -17,6 +17,7 @@ EXAMPLE_DAG_IDS = {
     "posthog_mark_viewed",
     "posthog_wait_for_ongoing",
     "posthog_erasure_request",
+    "posthog_archive_then_delete",
     # An asset watcher's DAG: Airflow 3 only (its file defines no DAG on Airflow 2).
     *(["posthog_public_link_watch"] if version("apache-airflow").startswith("3.") else []),
 }
