@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -433,3 +434,59 @@ class S3Server:
         """Keys of the multipart uploads started and neither completed nor aborted."""
         uploads = self.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])
         return sorted(upload["Key"] for upload in uploads)
+
+
+class StatsdListener:
+    """A StatsD server of the tests' own: a UDP socket on the loopback interface whose
+    packets a thread keeps as they arrive (a deployment sends many, all session long)."""
+
+    def __init__(self, *, keep: str | None = None) -> None:
+        """``keep``: only packets holding this text are kept (the others are read and dropped)."""
+        self.keep = keep
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = int(self.sock.getsockname()[1])
+        self._kept: list[str] = []
+        self._lock = threading.Lock()
+        self._last = time.monotonic()
+        self._closed = threading.Event()
+        self._reader = threading.Thread(target=self._read, name="statsd-listener", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while not self._closed.is_set():
+            try:
+                packet = self.sock.recv(65535).decode(errors="replace")
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self._last = time.monotonic()
+                if self.keep is None or self.keep in packet:
+                    self._kept.append(packet)
+
+    def mark(self) -> int:
+        """A place in the packets kept so far, for :meth:`packets` to start from."""
+        with self._lock:
+            return len(self._kept)
+
+    def packets(self, wait: float = 0.5, *, since: int = 0) -> list[str]:
+        """The packets kept (from ``since``), once none has arrived for ``wait`` seconds
+        (at most ten times ``wait``)."""
+        deadline = time.monotonic() + 10 * wait
+        time.sleep(wait)
+        while time.monotonic() < deadline:
+            with self._lock:
+                if time.monotonic() - self._last >= wait:
+                    break
+            time.sleep(wait / 5)
+        with self._lock:
+            return self._kept[since:]
+
+    def close(self) -> None:
+        self._closed.set()
+        self._reader.join(timeout=2)
+        self.sock.close()

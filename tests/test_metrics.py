@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import re
-import socket
 import subprocess
 import sys
 import textwrap
@@ -27,6 +26,7 @@ from airflow_provider_recordings import metrics
 from airflow_provider_recordings.testing import PostHogEmulator
 from airflow_provider_recordings.testing.faults import Fault
 from tests.conftest import API_KEY, PROJECT_ID, conn_json
+from tests.services import StatsdListener
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -252,28 +252,6 @@ def test_shared_budget_is_empty_for_a_process_own_windows() -> None:
 
 
 # -- through Airflow's Stats, to a real StatsD listener ------------------------------------------
-
-
-class StatsdListener:
-    """A UDP socket on the loopback interface, read as a StatsD server would."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = int(self.sock.getsockname()[1])
-
-    def packets(self, wait: float = 0.5) -> list[str]:
-        self.sock.settimeout(wait)
-        found = []
-        try:
-            while True:
-                found.append(self.sock.recv(65535).decode())
-        except TimeoutError:
-            return found
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture

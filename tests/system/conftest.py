@@ -22,7 +22,7 @@ import pytest
 
 from airflow_provider_recordings.testing import PostHogEmulator, RateLimitConfig
 from tests.conftest import API_KEY, PROJECT_ID, conn_json
-from tests.services import PostgresServer
+from tests.services import PostgresServer, StatsdListener
 from tests.system.deployment import Deployment
 from tests.system.project import Project, seed, viewed, wait_until
 
@@ -67,8 +67,28 @@ def system_emulator() -> Iterator[PostHogEmulator]:
 
 
 @pytest.fixture(scope="session")
+def statsd() -> Iterator[StatsdListener]:
+    """The deployment's StatsD server: every component sends Airflow's metrics here,
+    with their tags appended InfluxDB-style; the provider's are kept."""
+    listener = StatsdListener(keep="posthog")
+    yield listener
+    listener.close()
+
+
+#: Airflow's ``[metrics]`` settings of every component: StatsD to the tests' listener.
+def metrics_env(listener: StatsdListener) -> dict[str, str]:
+    return {
+        "AIRFLOW__METRICS__STATSD_ON": "True",
+        "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+        "AIRFLOW__METRICS__STATSD_PORT": str(listener.port),
+        "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
+        "AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED": "True",
+    }
+
+
+@pytest.fixture(scope="session")
 def deployment(
-    system_emulator: PostHogEmulator, tmp_path_factory: pytest.TempPathFactory
+    system_emulator: PostHogEmulator, statsd: StatsdListener, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
     home = tmp_path_factory.mktemp("airflow-deployment")
     dags = home / "dags"
@@ -79,7 +99,10 @@ def deployment(
     # down: its processes live in sessions of their own and would outlive the tests.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     postgres = PostgresServer().start()
-    env = {"AIRFLOW_CONN_POSTHOG_DEFAULT": conn_json(system_emulator.url, **CLIENT_EXTRAS)}
+    env = {
+        "AIRFLOW_CONN_POSTHOG_DEFAULT": conn_json(system_emulator.url, **CLIENT_EXTRAS),
+        **metrics_env(statsd),
+    }
     deployed = Deployment(home, dags, postgres, env)
     try:
         deployed.start()
