@@ -97,8 +97,8 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-recordings",
         "name": "PostHog session recordings",
-        "description": "Retention deletes, bulk updates, sharing audits and ongoing-recording "
-        "sensors for PostHog session replays.",
+        "description": "Retention deletes, archiving, erasure requests, bulk updates, sharing audits "
+        "and ongoing-recording sensors for PostHog session replays.",
         "versions": [__version__],
         "integrations": [
             {

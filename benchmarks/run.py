@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import (
+    archive,
     backlog,
     import_cost,
     list_budget,
@@ -120,6 +121,13 @@ FIGURES = (
         sharing_route.run,
         full=sharing_route.SharingRouteSizes(recordings=20_000, shared=40, shared_old=5),
         quick=sharing_route.SharingRouteSizes(recordings=2_000, shared=40, shared_old=5),
+    ),
+    Figure(
+        "11",
+        "Archiving: snapshot calls, time against the snapshot budget, memory of a large recording",
+        archive.run,
+        full=archive.ArchiveSizes(recordings=240, time_scale=360, memory_mb=(2, 300)),
+        quick=archive.ArchiveSizes(recordings=60, time_scale=360, memory_mb=(2, 50)),
     ),
 )
 
