@@ -4,7 +4,7 @@
 help:  ## list the targets
 	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z0-9_-]+:[^#]*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-demo:  ## the example retention DAG (dry run, then for real) against the bundled emulator
+demo:  ## the example retention DAG (dry run, then for real), sharing audit, erasure and sensor against the bundled emulator
 	scripts/demo.sh
 
 test:  ## lint, types, docs and the test suite on Airflow 3.3 and 2.11 (what CI runs)

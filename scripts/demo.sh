@@ -9,7 +9,8 @@
 #   1. posthog_retention, dry run only   what a 90-day policy would delete
 #   2. posthog_retention                 the same, for real (behind the dry-run gate)
 #   3. posthog_sharing_audit             find public links and disable them
-#   4. posthog_wait_for_ongoing          a deferred sensor waits for a live session to end
+#   4. posthog_erasure_request           erase a person's recordings on request, verified, with a receipt
+#   5. posthog_wait_for_ongoing          a deferred sensor waits for a live session to end
 #
 # then a summary table is printed. Airflow's own output goes to .demo/logs/*.log.
 #
@@ -125,12 +126,18 @@ finish_step() {
 }
 
 if [ "$mode" = emulator ]; then
+  say "  Policy: keep recordings for 90 days (retention_days=90); older ones are deleted, never an ongoing one"
   run_dag "Retention: dry run only" retention-dry-run posthog_retention \
     "{\"dry_run_only\": true, \"retention_days\": 90, \"report_dir\": \"$demo/reports/retention\"}"
   run_dag "Retention: delete, after the dry-run gate" retention posthog_retention \
     "{\"retention_days\": 90, \"report_dir\": \"$demo/reports/retention\"}"
   run_dag "Sharing audit: disable public links" sharing-audit posthog_sharing_audit \
     "{\"disable_shared\": true, \"fail_on_shared\": true, \"filters\": {}, \"report_dir\": \"$demo/reports/sharing\"}"
+
+  # A person asks for their recordings to be erased (GDPR art. 17).
+  person="$(summary erasure-user --ready-file "$ready")"
+  run_dag "Erasure request: $person" erasure posthog_erasure_request \
+    "{\"request_id\": \"demo-1\", \"distinct_ids\": [\"$person\"], \"receipt_dir\": \"$demo/reports/erasure\"}"
 
   # A user whose session is being recorded right now; the sensor must wait for it.
   user="$(summary live-user --ready-file "$ready")"

@@ -11,6 +11,7 @@ Airflow; of the provider, only the emulator's admin client
 
     demo_summary.py connection [--ready-file F]   AIRFLOW_CONN_POSTHOG_DEFAULT value
     demo_summary.py live-user --ready-file F      a distinct id with a recording still ongoing
+    demo_summary.py erasure-user --ready-file F   a distinct id whose recordings have all ended
     demo_summary.py begin --state S [--ready-file F] [--target T]
     demo_summary.py mark --state S                ignore API calls made since the last step
     demo_summary.py end-session --state S --pid P the sensor's user stops, once it has looked
@@ -107,6 +108,26 @@ def cmd_live_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_erasure_user(args: argparse.Namespace) -> int:
+    """The person who asks to be forgotten: someone recorded lately, none of whose
+    sessions is being recorded now (the demo does not wait for a live one twice)."""
+    info = read_ready_file(args.ready_file)
+    page = admin(info["url"]).api(
+        f"/api/projects/{info['project_id']}/session_recordings/?date_from=-30d&limit=500",
+        key=info["api_key"],
+    )
+    counts: dict[str, int] = {}
+    live = {r["distinct_id"] for r in page["results"] if r.get("ongoing")}
+    for recording in page["results"]:
+        if recording["distinct_id"] not in live:
+            counts[recording["distinct_id"]] = counts.get(recording["distinct_id"], 0) + 1
+    if not counts:
+        print("no person without a live session in the emulator", file=sys.stderr)
+        return 1
+    print(max(sorted(counts), key=lambda distinct_id: counts[distinct_id]))
+    return 0
+
+
 def cmd_begin(args: argparse.Namespace) -> int:
     state: dict[str, Any] = {"steps": [], "target": args.target}
     if args.ready_file:
@@ -193,13 +214,17 @@ def summarize(dag_id: str, xcoms: dict[str, Any]) -> dict[str, Any]:
         plan = xcoms.get("plan_deletions") or {}
         done = xcoms.get("delete_expired")
         result = done or plan
+        cutoff = str(result.get("cutoff") or "?")[:16].replace("T", " ")
         cells.update(
             selected=result.get("matched"),
             deleted=(done or {}).get("deleted", 0 if plan else None),
             skipped_ongoing=result.get("skipped_ongoing"),
             failed=result.get("failed"),
             own_calls=sum(int(r.get("api_calls") or 0) for r in (plan, done or {})),
-            note="dry run: nothing deleted" if plan and not done else f"{result.get('failed', 0)} failed",
+            note=(
+                f"started before {cutoff} UTC; "
+                + ("dry run: nothing deleted" if plan and not done else f"{result.get('failed', 0)} failed")
+            ),
         )
         cells["reports"] = [r["report_path"] for r in (plan, done or {}) if r.get("report_path")]
     elif dag_id == "posthog_sharing_audit":
@@ -213,12 +238,26 @@ def summarize(dag_id: str, xcoms: dict[str, Any]) -> dict[str, Any]:
             note=f"{audit.get('still_shared', '?')} still shared" if audit else "",
         )
         cells["reports"] = [audit["report_path"]] if audit.get("report_path") else []
+    elif dag_id == "posthog_erasure_request":
+        erased = xcoms.get("erase_recordings") or {}
+        cells.update(
+            selected=erased.get("found"),
+            deleted=erased.get("deleted"),
+            failed=erased.get("failed"),
+            note=(
+                f"request {erased.get('request_id')}: {erased.get('status')}, route {erased.get('route')}, "
+                f"verified: {'yes' if erased.get('verified') else 'no'}"
+                if erased
+                else ""
+            ),
+        )
+        cells["reports"] = [erased["receipt_path"]] if erased.get("receipt_path") else []
     elif dag_id == "posthog_wait_for_ongoing":
         sessions = xcoms.get("summarize_sessions") or {}
         cells.update(
             selected=sessions.get("recordings"),
             note=(
-                f"{sessions['distinct_id']}: {sessions.get('recordings')} finished recording(s), "
+                f"{', '.join(sessions.get('distinct_ids') or [])}: {sessions.get('recordings')} finished recording(s), "
                 f"{_duration(sessions.get('total_duration_seconds') or 0)} in total"
                 if sessions
                 else ""
@@ -314,7 +353,7 @@ def render(state: dict[str, Any]) -> str:
         ]
     reports = [_relative(path) for step in steps for path in step.get("reports", [])]
     if reports:
-        out += ["", "Audit reports (JSON Lines, one line per recording):"]
+        out += ["", "Audit reports (JSON Lines, one line per recording) and receipts:"]
         out.extend(f"  {path}" for path in reports)
     return "\n".join(out)
 
@@ -335,6 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
     live = sub.add_parser("live-user")
     live.add_argument("--ready-file", type=Path, required=True)
     live.set_defaults(run=cmd_live_user)
+
+    erasure = sub.add_parser("erasure-user")
+    erasure.add_argument("--ready-file", type=Path, required=True)
+    erasure.set_defaults(run=cmd_erasure_user)
 
     begin = sub.add_parser("begin")
     begin.add_argument("--state", type=Path, required=True)
