@@ -23,7 +23,7 @@ export LC_ALL=C
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-demo="$root/.demo"
+demo="${DEMO_DIR:-$root/.demo}"
 logs="$demo/logs"
 state="$demo/summary.json"
 ready="$demo/emulator.json"
