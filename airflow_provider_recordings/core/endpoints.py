@@ -51,6 +51,14 @@ def validate_list_params(params: Mapping[str, Any]) -> None:
         raise PostHogConfigError(
             f"unknown list filter(s) {unknown}{hint}; accepted: {', '.join(sorted(LIST_PARAMS))}"
         )
+    for name in ("distinct_ids", "session_ids"):
+        value = params.get(name)
+        # A bare string would go out as it is and match nothing: PostHog reads a JSON list.
+        if isinstance(value, str) and not value.strip().startswith("["):
+            text = value.strip()[:60]
+            raise PostHogConfigError(
+                f"{name} must be a list, got the single string {text!r}; write [{text!r}]"
+            )
 
 
 def validate_update_fields(fields: Mapping[str, Any]) -> dict[str, Any]:

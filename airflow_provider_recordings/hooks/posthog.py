@@ -311,9 +311,9 @@ class PostHogHook(BaseHook):
 
         core = client.core
         wait, call = core.wait_before(request)
-        said = False
         while call is None:
-            said = said or core.say_wait(request, wait, self.log)
+            # Every long wait is said, a second one too (another caller took the slot).
+            core.say_wait(request, wait, self.log)
             self._sleep(wait)
             wait, call = core.wait_before(request)
         while announce:

@@ -139,9 +139,9 @@ class AsyncPostHogClient:
         import httpx
 
         wait, call = await self.core.await_before(request)
-        said = False
         while call is None:
-            said = said or self.core.say_wait(request, wait, self._log)
+            # Every long wait is said, a second one too (another caller took the slot).
+            self.core.say_wait(request, wait, self._log)
             await self._sleep(wait)
             wait, call = await self.core.await_before(request)
         try:

@@ -4,7 +4,7 @@ Example::
 
     PostHogOngoingRecordingsSensor(
         task_id="wait_for_sessions",
-        filters={"distinct_ids": ["{{ params.distinct_id }}"], "date_from": "-1d"},
+        filters='{"distinct_ids": {{ params.distinct_ids | tojson }}, "date_from": "-1d"}',
         deferrable=True,
         poke_interval=120,
     )

@@ -264,3 +264,36 @@ def test_public_link_watch_run_without_asset_events_changes_nothing(
     assert all(emulator.is_shared(recording_id) for recording_id in project.shared)
     assert emulator.requests == []
     assert_no_secrets(run.output, "the run's output")
+
+
+# -- the gated retention DAG of docs/operators/retention.md -----------------------------------
+
+
+def test_the_gated_retention_example_deletes_the_expired_after_its_gate(
+    airflow_cli: AirflowCli, make_emulator, reports: Path
+) -> None:
+    emulator = make_emulator()
+    project = seed_project(emulator, expired=20, fresh=10, ongoing=2, shared=2)
+
+    run = airflow_cli.dags_test("posthog_retention_gated", {"report_dir": str(reports)}, emulator).check()
+
+    assert emulator.recording_ids() == project.fresh | project.ongoing
+    plan = airflow_cli.xcom("posthog_retention_gated", "plan_deletions")
+    result = airflow_cli.xcom("posthog_retention_gated", "delete_expired")
+    assert (plan["dry_run"], plan["matched"], plan["deleted"]) == (True, 20, 0)
+    assert (result["dry_run"], result["matched"], result["deleted"], result["failed"]) == (False, 20, 20, 0)
+    assert {line["id"] for line in report_lines(reports, "dry-run.*.jsonl")} == project.expired
+    assert {line["id"] for line in report_lines(reports, "deleted.*.jsonl")} == project.expired
+    assert_no_secrets(run.output, "the run's output")
+
+
+def test_the_gated_retention_example_skips_the_deletion_when_nothing_expired(
+    airflow_cli: AirflowCli, make_emulator, reports: Path
+) -> None:
+    emulator = make_emulator()
+    project = seed_project(emulator, expired=0, fresh=5, ongoing=1, shared=0)
+
+    airflow_cli.dags_test("posthog_retention_gated", {"report_dir": str(reports)}, emulator).check()
+
+    assert emulator.recording_ids() == project.fresh | project.ongoing
+    assert not [r for r in emulator.requests if r.method in ("POST", "PATCH", "DELETE")]

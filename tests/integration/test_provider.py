@@ -13,6 +13,7 @@ pytestmark = pytest.mark.airflow_run
 
 EXAMPLE_DAG_IDS = {
     "posthog_retention",
+    "posthog_retention_gated",
     "posthog_sharing_audit",
     "posthog_mark_viewed",
     "posthog_wait_for_ongoing",

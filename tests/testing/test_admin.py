@@ -150,3 +150,17 @@ def test_api_calls_through_the_client(emu: PostHogEmulator, admin: EmulatorAdmin
         admin.api("/api/projects/1/session_recordings/", key="phx_wrong")
     assert caught.value.status == 401
     assert caught.value.body["code"] == "authentication_failed"
+
+
+def test_every_seeded_recording_shows_the_distinct_id_the_api_answers(
+    emu: PostHogEmulator, admin: EmulatorAdmin, client: Client
+) -> None:
+    # As `python -m airflow_provider_recordings.testing --seed N` creates them: ongoing,
+    # shared and persons' recordings among them.
+    emu.seed(40, days=400, ongoing=3, shared=4, persons=2, seed=5)
+    listed = admin.recordings()
+    assert len(listed) == 40
+    for recording in listed:
+        answered = client.get(f"{recording['id']}/").json()
+        assert recording["distinct_id"] is not None
+        assert recording["distinct_id"] == answered["distinct_id"], recording["id"]
