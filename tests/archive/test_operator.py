@@ -312,7 +312,7 @@ def test_a_recording_whose_id_cannot_name_a_file_fails_alone(
     assert [r for r in emulator.requests if r.kind == "snapshots" and odd in r.path] == []
 
 
-@pytest.mark.parametrize("kind", ["local", "s3"])
+@pytest.mark.parametrize("kind", ["local", pytest.param("s3", marks=pytest.mark.heavy)])
 def test_an_unusable_archive_to_fails_before_any_request_without_retries(
     kind, emulator, posthog_conn, run_operator, tmp_path, request
 ):
