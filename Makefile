@@ -10,14 +10,18 @@ demo:  ## the example retention DAG (dry run, then for real), sharing audit, era
 test:  ## lint, types, docs and the test suite on Airflow 3.3 and 2.11 (what CI runs)
 	scripts/test.sh
 
-# Airflow 3.3 only, no `airflow dags test` runs (tests/integration) and no deployment
-# (tests/system): the quick check while working. PYTEST_ARGS="-k retention" narrows it.
-test-unit:  ## unit and emulator tests on Airflow 3.3 only: no integration or system tests, no deployment
+# The quick check while working (under two minutes on two cores): Airflow 3.3 only, and
+# it leaves out the `airflow dags test` runs (tests/integration), the deployment
+# (tests/system) and the tests marked heavy (pyproject.toml): those that start the S3
+# server or worker processes, archive 300 MB, or wait seconds of real time. `make test`
+# runs all of them. PYTEST_ARGS="-k retention" narrows it; PYTEST_ARGS="-m heavy" runs
+# the heavy ones instead (a later -m replaces this one).
+test-unit:  ## the quick check: Airflow 3.3 only, no integration, system or heavy tests (S3 server, worker processes, real-time waits)
 	@af3="$$(scripts/bootstrap.sh airflow-3.3)" && \
 	eval "$$(scripts/services.sh | sed 's/^/export /')" && \
 	home="$$(mktemp -d /tmp/airflow-home-unit-XXXX)" && \
 	AIRFLOW_HOME="$$home" PROVIDER_TEST_ENV=airflow-3.3 "$$af3/bin/python" -m pytest tests \
-		--ignore=tests/integration --ignore=tests/system $(PYTEST_ARGS); \
+		--ignore=tests/integration --ignore=tests/system -m "not slow and not heavy" $(PYTEST_ARGS); \
 	status=$$?; rm -rf "$$home"; exit $$status
 
 test-slow:  ## the exhaustive variants (hypothesis, fault matrix, a million recordings) on both versions

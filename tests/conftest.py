@@ -54,6 +54,20 @@ def pytest_configure(config: pytest.Config) -> None:
             config.addinivalue_line("filterwarnings", f"error::{dotted}")
 
 
+#: Fixtures that make a test ``heavy`` (pyproject.toml): the S3 server is a separate
+#: process (SeaweedFS) that takes seconds to start. Tests that reach it through a fixture
+#: argument are marked here, at collection; archive tests that pick it by parameter carry
+#: the mark on that parameter (``destination``'s "s3").
+HEAVY_FIXTURES = frozenset({"s3_session"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by mark
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HEAVY_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.heavy)
+
+
 #: Obviously fake credentials; tests search every log and report for them.
 API_KEY = "phx_test_key_not_real"
 PROJECT_ID = "1"

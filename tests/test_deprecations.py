@@ -13,8 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import airflow_provider_recordings
 from tests.conftest import AIRFLOW_3_DEPRECATIONS
+
+pytestmark = pytest.mark.heavy  # a fresh interpreter imports Airflow and every module
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -355,6 +355,7 @@ print(json.dumps(spent))
 """
 
 
+@pytest.mark.heavy  # a task process emitting to a StatsD listener
 def test_a_pass_reaches_a_statsd_listener_with_tags_and_no_secret(
     statsd: StatsdListener, shared_project: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -415,6 +416,7 @@ def test_a_pass_reaches_a_statsd_listener_with_tags_and_no_secret(
     assert f"projects/{PROJECT_ID}" not in wire
 
 
+@pytest.mark.heavy  # a task process emitting to a StatsD listener
 def test_plain_statsd_gets_the_names_without_tags(statsd: StatsdListener, tmp_path: Path) -> None:
     """Airflow's plain StatsD logger drops tags: every name still means something alone."""
     code = """
@@ -434,6 +436,7 @@ def test_plain_statsd_gets_the_names_without_tags(statsd: StatsdListener, tmp_pa
     ]
 
 
+@pytest.mark.heavy  # a task process emitting to a StatsD listener
 def test_opentelemetry_accepts_every_name(statsd: StatsdListener, tmp_path: Path) -> None:
     """With OpenTelemetry (Airflow 2.11 raises for a name it refuses) nothing fails or warns."""
     code = """

@@ -88,7 +88,7 @@ def s3_destination(server: S3Server, bucket: str, conn_id: str, prefix: str = "a
     return Destination("s3", f"s3://{bucket}/{prefix}", conn_id, read, write, keys, server, bucket)
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.heavy)])
 def destination(request: pytest.FixtureRequest, tmp_path: Path) -> Destination:
     """Each test twice: archiving into a local folder, and into a bucket of the S3 server."""
     if request.param == "local":

@@ -15,7 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.archive.conftest import Destination
+
+pytestmark = pytest.mark.heavy  # 300 MB archived in a worker process, for each destination
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTENT_BYTES = 300 * 1000 * 1000

@@ -147,6 +147,7 @@ def test_distinct_ids_in_the_clear_when_asked(emulator, posthog_conn, run_operat
 # -- a crash mid-upload ----------------------------------------------------------------------
 
 
+@pytest.mark.heavy  # a worker process, killed mid-upload
 def test_a_task_killed_mid_upload_leaves_nothing_counted_and_the_rerun_finishes_it(
     emulator, connect, run_operator, destination, tmp_path
 ):
@@ -312,7 +313,7 @@ def test_a_recording_whose_id_cannot_name_a_file_fails_alone(
     assert [r for r in emulator.requests if r.kind == "snapshots" and odd in r.path] == []
 
 
-@pytest.mark.parametrize("kind", ["local", "s3"])
+@pytest.mark.parametrize("kind", ["local", pytest.param("s3", marks=pytest.mark.heavy)])
 def test_an_unusable_archive_to_fails_before_any_request_without_retries(
     kind, emulator, posthog_conn, run_operator, tmp_path, request
 ):
@@ -390,6 +391,7 @@ def test_a_store_that_stops_mid_run_stops_the_run_after_a_few_failures_and_repor
 SCALE = 360
 
 
+@pytest.mark.heavy  # waits out ten-second "hours" in real time
 def test_the_snapshot_budget_binds_and_the_run_defers_and_resumes_exactly(
     make_emulator, connect, destination, tmp_path
 ):
@@ -425,6 +427,7 @@ def test_the_snapshot_budget_binds_and_the_run_defers_and_resumes_exactly(
         check_archive(emulator, destination, recording, PROJECT_ID)
 
 
+@pytest.mark.heavy  # waits out a ten-second "hour" in real time
 def test_a_listing_read_just_before_the_budget_ran_out_crosses_the_deferral(emulator, connect, destination):
     # A client budget of three snapshot calls an "hour" (ten seconds), one worker: the
     # first recording takes two, the second's listing the third, and its content must wait.

@@ -328,6 +328,7 @@ def test_a_dry_run_archives_nothing(emulator, posthog_conn, run_operator, destin
 SCALE = 360  # an hour of PostHog's budget lasts ten seconds (see test_operator.SCALE)
 
 
+@pytest.mark.heavy  # waits out ten-second "hours" in real time
 def test_the_snapshot_budget_binds_and_the_run_defers_and_resumes_exactly(
     make_emulator, connect, destination, tmp_path
 ):

@@ -269,6 +269,7 @@ def kill_mid_upload(destination: Destination, key: str) -> None:
     assert worker.returncode == -signal.SIGKILL
 
 
+@pytest.mark.heavy  # a worker process, killed mid-upload
 def test_a_task_killed_mid_upload_leaves_nothing_that_counts(destination):
     kill_mid_upload(destination, KEY)
     store = store_of(destination)

@@ -120,6 +120,7 @@ def test_a_call_counts_until_its_answer_arrives(emulator, redis_server):
     assert minute * 0.9 < wait <= minute * 1.02
 
 
+@pytest.mark.heavy  # three worker processes (each imports Airflow) on one Redis key, twice
 def test_processes_on_one_key_stay_inside_its_budget(make_emulator, redis_server):
     """Three processes share the free plan's list budget (60 an hour) on one key: with
     the store none is throttled; each alone (the baseline) believes it has the whole

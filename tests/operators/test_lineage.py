@@ -58,6 +58,7 @@ def as_json(lineage: Any) -> dict[str, Any]:
     }
 
 
+@pytest.mark.heavy  # a fresh interpreter imports Airflow
 def test_importing_the_operators_never_imports_openlineage():
     """DAG files import the operators at every parse: lineage must cost nothing there."""
     code = (

@@ -25,6 +25,8 @@ from airflow_provider_recordings.testing import EmulatorClock, PostHogEmulator
 from tests.conftest import API_KEY, PROJECT_ID, conn_json
 from tests.reliability.helpers import report_lines, run
 
+pytestmark = pytest.mark.heavy  # a retention run in a worker process, killed midway
+
 KILL_AT_DELETE = 20
 
 SCRIPT = textwrap.dedent(

@@ -71,6 +71,7 @@ def test_success_after_the_recording_stops(emulator, posthog_conn, clock):
     assert len([r for r in emulator.requests if r.method == "GET"]) >= 2
 
 
+@pytest.mark.heavy  # the default poke_interval: poll_group's 5 s first-round delay, in real time
 def test_error_event_carries_posthogs_detail(emulator, connect):
     connect(emulator.url, api_key="phx_wrong_key")
     [event] = collect(PostHogOngoingRecordingsTrigger("posthog_default", recording_ids=["a"]))
@@ -79,6 +80,7 @@ def test_error_event_carries_posthogs_detail(emulator, connect):
     assert API_KEY not in event.payload["message"]
 
 
+@pytest.mark.heavy  # the default poke_interval: poll_group's 5 s first-round delay, in real time
 def test_missing_ids(emulator, posthog_conn):
     [event] = collect(PostHogOngoingRecordingsTrigger("posthog_default", recording_ids=["nope"]))
     assert event.payload["status"] == "error"
@@ -123,6 +125,7 @@ def test_long_throttle_waits_for_the_next_poll(emulator, posthog_conn, clock, ma
     assert time.monotonic() - started >= 1.5
 
 
+@pytest.mark.heavy  # the default poke_interval: poll_group's 5 s first-round delay, in real time
 def test_run_never_blocks_the_event_loop(make_emulator, connect, clock):
     emulator = make_emulator(clock=clock, latency=0.5)
     connect(emulator.url)
