@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from airflow_provider_recordings.core.client import ClientCore
-from airflow_provider_recordings.core.config import ClientConfig
+from airflow_provider_recordings.core.config import SHARING, ClientConfig
 from airflow_provider_recordings.core.endpoints import validate_list_params
 from airflow_provider_recordings.core.errors import PostHogRateLimitError
 from airflow_provider_recordings.core.pagination import DEFAULT_PAGE_SIZE, RecordingPager
@@ -156,16 +156,18 @@ class AsyncPostHogClient:
         finally:
             await self.core.aanswered(call)
         try:
-            return mask_answer(
-                request.kind,
-                self.core.answer(
-                    request, response.status_code, response.headers, response.content, self._log
-                ),
+            answer = self.core.answer(
+                request, response.status_code, response.headers, response.content, self._log
             )
         except PostHogRateLimitError as exc:
             if exc.retry_after:  # as in the sync hook: everyone waits, at once
                 await self.core.limiter.apause(exc.retry_after)
             raise
+        if request.kind != SHARING:
+            return answer
+        # Registering a token with Airflow's masker may be a round trip to the task's
+        # supervisor (Airflow 3): in a thread, never on the triggerer's event loop.
+        return await asyncio.to_thread(mask_answer, request.kind, answer)
 
     async def iter_recordings(self, **params: Any) -> AsyncIterator[dict[str, Any]]:
         """Every recording matching the list parameters, each once (see the sync hook)."""
