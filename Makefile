@@ -10,7 +10,7 @@ demo:  ## the example retention DAG (dry run, then for real), sharing audit, era
 test:  ## lint, types, docs and the test suite on Airflow 3.3 and 2.11 (what CI runs)
 	scripts/test.sh
 
-# The quick check while working (under two minutes on two cores): Airflow 3.3 only, and
+# The quick check while working (about two and a half minutes on two cores): Airflow 3.3 only, and
 # it leaves out the `airflow dags test` runs (tests/integration), the deployment
 # (tests/system) and the tests marked heavy (pyproject.toml): those that start the S3
 # server or worker processes, archive 300 MB, or wait seconds of real time. `make test`
