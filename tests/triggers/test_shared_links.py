@@ -133,9 +133,28 @@ class Rounds:
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
 
+    async def close(self) -> None:
+        """Stop the filter and close the poller's client."""
+        await self.stop()
+        await self.poller.aclose()
+
 
 async def new_poller(conn_id: str = "posthog_default") -> SharedLinksPoller:
     return SharedLinksPoller(await open_client(conn_id), conn_id)
+
+
+def events_once_shared(emulator: PostHogEmulator, target: str, store: Any) -> list[dict[str, Any]]:
+    """A watcher's baseline, then ``target`` shared on PostHog: the next poll's events."""
+
+    async def main() -> list[dict[str, Any]]:
+        rounds = Rounds(watcher(store), await new_poller())
+        await rounds.round()
+        emulator.set_shared(target, True)
+        events = await rounds.round()
+        await rounds.close()
+        return events
+
+    return asyncio.run(main())
 
 
 def recording(emulator: PostHogEmulator, *, shared: bool = False, days: float = 1.0) -> str:
@@ -176,8 +195,7 @@ def test_the_trigger_identity_does_not_change_as_it_runs(emulator, posthog_conn)
         await rounds.round()
         emulator.set_shared(second, True)
         assert [event["recording_id"] for event in await rounds.round()] == [second]
-        await rounds.stop()
-        await rounds.poller.aclose()
+        await rounds.close()
 
     asyncio.run(main())
     assert trigger.serialize() == before
@@ -219,8 +237,7 @@ def test_the_first_poll_is_a_baseline_without_events(emulator, posthog_conn):
         rounds = Rounds(watcher(store), await new_poller())
         events = await rounds.round()
         events += await rounds.round()  # nothing changed: still nothing
-        await rounds.stop()
-        await rounds.poller.aclose()
+        await rounds.close()
         return events
 
     assert asyncio.run(main()) == []
@@ -249,8 +266,7 @@ def test_one_event_per_new_link_and_none_for_old_or_turned_off_ones(emulator, po
         fired.append(await rounds.round())
         emulator.set_shared(first, False)
         fired.append(await rounds.round())  # a link turned off fires nothing
-        await rounds.stop()
-        await rounds.poller.aclose()
+        await rounds.close()
         return fired
 
     baseline, two, again, one, off = asyncio.run(main())
@@ -277,8 +293,7 @@ def test_a_link_turned_on_again_fires_again(emulator, posthog_conn):
         fired.append(await rounds.round())
         emulator.set_shared(target, True)
         fired.append(await rounds.round())
-        await rounds.stop()
-        await rounds.poller.aclose()
+        await rounds.close()
         return fired
 
     baseline, off, on = asyncio.run(main())
@@ -301,8 +316,7 @@ def test_no_event_for_a_recording_listed_as_shared_whose_link_is_off(emulator, p
             state.enabled = False
         fired.append(await rounds.round())
         fired.append(await rounds.round())
-        await rounds.stop()
-        await rounds.poller.aclose()
+        await rounds.close()
         return fired
 
     assert asyncio.run(main()) == [[], [], []]
@@ -326,8 +340,7 @@ def test_new_links_among_many_pages_of_them(emulator, posthog_conn):
             emulator.set_shared(recording_id, True)
         fired.append(await rounds.round())
         fired.append(await rounds.round())
-        await rounds.stop()
-        await rounds.poller.aclose()
+        await rounds.close()
         return fired
 
     baseline, new, again = asyncio.run(main())
@@ -376,8 +389,7 @@ def test_a_restart_with_a_saved_watermark_neither_repeats_nor_loses(emulator, po
         fired = [await rounds.round()]
         emulator.set_shared(later, True)
         fired.append(await rounds.round())
-        await rounds.stop()
-        await rounds.poller.aclose()
+        await rounds.close()
         return fired
 
     assert [event["recording_id"] for event in asyncio.run(first_life())] == [before]
@@ -421,8 +433,7 @@ def test_the_watermark_is_saved_after_each_event_so_a_crash_mid_poll_repeats_not
     async def second_life() -> list[dict[str, Any]]:
         rounds = Rounds(watcher(store), await new_poller())
         events = await rounds.round()
-        await rounds.stop()
-        await rounds.poller.aclose()
+        await rounds.close()
         return events
 
     assert [event["recording_id"] for event in asyncio.run(first_life())] == [first]
@@ -441,8 +452,7 @@ def test_without_a_state_store_a_restart_takes_a_new_baseline(emulator, posthog_
         if after_baseline is not None:
             after_baseline()
             events += await rounds.round()
-        await rounds.stop()
-        await rounds.poller.aclose()
+        await rounds.close()
         return events
 
     assert asyncio.run(life()) == []
@@ -459,8 +469,7 @@ def test_a_watermark_saved_for_another_project_is_a_new_baseline(emulator, posth
     async def main() -> list[dict[str, Any]]:
         rounds = Rounds(watcher(store), await new_poller())
         events = await rounds.round()
-        await rounds.stop()
-        await rounds.poller.aclose()
+        await rounds.close()
         return events
 
     assert asyncio.run(main()) == []
@@ -486,8 +495,7 @@ def test_a_store_that_fails_to_answer_delays_the_baseline_instead_of_guessing(em
         fired.append(await rounds.round())  # the baseline
         emulator.set_shared(target, True)
         fired.append(await rounds.round())
-        await rounds.stop()
-        await rounds.poller.aclose()
+        await rounds.close()
         return fired
 
     unread, baseline, new = asyncio.run(main())
@@ -513,16 +521,7 @@ def test_the_watermark_is_compact(emulator):
 def test_the_event_names_the_recording_and_when_it_was_shared_never_the_token(emulator, posthog_conn, logs):
     target = recording(emulator)
 
-    async def main() -> list[dict[str, Any]]:
-        rounds = Rounds(watcher(FakeStore()), await new_poller())
-        await rounds.round()
-        emulator.set_shared(target, True)
-        events = await rounds.round()
-        await rounds.stop()
-        await rounds.poller.aclose()
-        return events
-
-    [event] = asyncio.run(main())
+    [event] = events_once_shared(emulator, target, FakeStore())
     token = emulator.sharing_token(target)
     assert event == {"recording_id": target, "shared_at": emulator.sharing_object(target)["created_at"]}
     assert event["shared_at"] is not None
@@ -549,8 +548,7 @@ def test_the_token_is_masked_off_the_event_loop(emulator, posthog_conn, monkeypa
         await rounds.round()
         emulator.set_shared(target, True)
         assert len(await rounds.round()) == 1
-        await rounds.stop()
-        await rounds.poller.aclose()
+        await rounds.close()
         return threading.get_ident()
 
     loop_thread = asyncio.run(main())
@@ -566,16 +564,7 @@ def test_a_key_that_may_not_read_sharing_still_reports_the_link(make_emulator, c
     connect(emulator.url, api_key=limited)
     target = recording(emulator)
 
-    async def main() -> list[dict[str, Any]]:
-        rounds = Rounds(watcher(FakeStore()), await new_poller())
-        await rounds.round()
-        emulator.set_shared(target, True)
-        events = await rounds.round()
-        await rounds.stop()
-        await rounds.poller.aclose()
-        return events
-
-    assert asyncio.run(main()) == [{"recording_id": target, "shared_at": None}]
+    assert events_once_shared(emulator, target, FakeStore()) == [{"recording_id": target, "shared_at": None}]
 
 
 def test_a_sharing_read_that_fails_is_tried_again_at_the_next_poll(make_emulator, connect):
@@ -590,8 +579,7 @@ def test_a_sharing_read_that_fails_is_tried_again_at_the_next_poll(make_emulator
         emulator.inject(Fault.status(503), times=1, path_contains="/sharing/")
         fired.append(await rounds.round())
         fired.append(await rounds.round())
-        await rounds.stop()
-        await rounds.poller.aclose()
+        await rounds.close()
         return fired
 
     baseline, failed, retried = asyncio.run(main())
@@ -695,8 +683,7 @@ def test_the_real_asset_state_store_keeps_the_watermark(emulator, posthog_conn, 
         if share:
             emulator.set_shared(share, True)
             events += await rounds.round()
-        await rounds.stop()
-        await rounds.poller.aclose()
+        await rounds.close()
         return events
 
     assert asyncio.run(life(None)) == []
@@ -717,16 +704,8 @@ def test_a_trigger_watching_two_assets_keeps_both_watermarks(emulator, posthog_c
         monkeypatch.setattr(accessors._by_name[name], "aset", fake.aset)
     target = recording(emulator)
 
-    async def main() -> list[dict[str, Any]]:
-        rounds = Rounds(watcher(accessors), await new_poller())
-        await rounds.round()
-        emulator.set_shared(target, True)
-        events = await rounds.round()
-        await rounds.stop()
-        await rounds.poller.aclose()
-        return events
-
-    assert [event["recording_id"] for event in asyncio.run(main())] == [target]
+    events = events_once_shared(emulator, target, accessors)
+    assert [event["recording_id"] for event in events] == [target]
     assert fakes["links_a"].holds(target) and fakes["links_b"].holds(target)
 
 
